@@ -1,0 +1,77 @@
+"""The ``loopml`` command line: thin Typer commands over the SDK.
+
+Errors from loopml print one line on stderr and exit with the error's code
+(2 for the user's mistakes, 3 access, 4 store); set ``LOOPML_DEBUG=1`` for tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from loopml.cli import audit, data
+from loopml.cli._common import WorkspaceOption
+from loopml.cli.demo import demo
+from loopml.cli.ingest import ingest
+from loopml.cli.workspace import fsck, gc, init
+
+app = typer.Typer(
+    name="loopml",
+    help="loopml: ingest, features, train, evaluate, serve, monitor and retrain; governed and fast.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(workspace: WorkspaceOption = None) -> None:
+    """loopml: ingest, features, train, evaluate, serve, monitor and retrain; governed and fast."""
+    # `loopml -w WS data ls` and `loopml data ls -w WS` mean the same: the global
+    # option travels to every command through the variable they all read.
+    if workspace:
+        os.environ["LOOPML_WORKSPACE"] = workspace
+
+
+app.command()(init)
+app.command()(ingest)
+app.command()(fsck)
+app.command()(gc)
+app.command()(demo)
+app.add_typer(data.app, name="data")
+app.add_typer(audit.app, name="audit")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map loopml errors to one line and their exit code."""
+    from typer._click import exceptions as click_errors
+
+    from loopml.errors import LoopMLError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except LoopMLError as exc:
+        _fail(f"error: {exc}", exc.exit_code, exc)
+    except click_errors.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.Abort:
+        _fail("aborted", 130, None)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, None)
+    except Exception as exc:  # a bug, not the user's mistake: say so, briefly
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set LOOPML_DEBUG=1 for details)", 1, exc)
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if exc is not None and os.environ.get("LOOPML_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    print(message, file=sys.stderr)
+    sys.exit(code)

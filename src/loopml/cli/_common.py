@@ -1,0 +1,84 @@
+"""What every command shares: the -w/--workspace and --json options, output, errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from loopml.workspace import Workspace
+
+WorkspaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        envvar="LOOPML_WORKSPACE",
+        help="Workspace folder or metadata URL [env: LOOPML_WORKSPACE; default: ./loopml-workspace].",
+        show_envvar=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, for scripts.")]
+
+
+def open_workspace(location: str | None) -> Workspace:
+    """Open the workspace a command was pointed at."""
+    import loopml
+
+    return loopml.open(location)
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console on stdout (or stderr, for progress and warnings)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as one JSON object on stdout."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS).decode())
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def emit(as_json: bool, data: Any, render: Callable[[Console], None]) -> None:
+    """Print ``data`` as JSON, or let ``render`` draw it for people."""
+    if as_json:
+        print_json(data)
+    else:
+        render(console())
+
+
+def age(moment: datetime) -> str:
+    """A short local timestamp for tables."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def human_bytes(size: float) -> str:
+    """Bytes in B, KiB, MiB, GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -1,0 +1,134 @@
+"""Workspace settings: from the workspace file, then the environment, then arguments.
+
+A workspace is a folder. Its optional ``workspace.yaml`` can point the metadata and the
+artifacts elsewhere (PostgreSQL, S3); without it everything lives in the folder::
+
+    metadata: postgresql+psycopg://ml@db.internal/loopml
+    artifacts: s3://ml-bucket/loopml
+    s3_endpoint_url: http://127.0.0.1:9000
+    owner: risk-ml@example.com
+
+Environment variables override the file: ``LOOPML_METADATA_URL``,
+``LOOPML_ARTIFACTS_URL``, ``LOOPML_S3_ENDPOINT_URL``, ``LOOPML_USER``, ``LOOPML_PII_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loopml.errors import SpecError
+
+WORKSPACE_FILE = "workspace.yaml"
+_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner", "prices"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a workspace keeps its metadata and artifacts, and who acts in it.
+
+    Attributes:
+        root: the workspace folder (local settings, keys, caches).
+        metadata_url: a SQLAlchemy URL; SQLite in ``root`` by default.
+        artifacts_url: a local folder or ``s3://bucket/prefix``.
+        s3_endpoint_url: an S3-compatible endpoint, for stores other than AWS.
+        user: the acting identity; the OS user by default.
+        extra: anything else the workspace file holds, for later stages.
+    """
+
+    root: Path
+    metadata_url: str
+    artifacts_url: str
+    s3_endpoint_url: str | None = None
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_file(root: Path) -> dict[str, Any]:
+    path = root / WORKSPACE_FILE
+    if not path.exists():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise SpecError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}",
+            hint=f"known settings: {', '.join(sorted(_KEYS))}",
+        )
+    return data
+
+
+def load_settings(
+    location: str | os.PathLike[str],
+    *,
+    metadata_url: str | None = None,
+    artifacts_url: str | None = None,
+    s3_endpoint_url: str | None = None,
+    user: str | None = None,
+) -> Settings:
+    """Resolve a workspace's settings from its folder, the environment and arguments.
+
+    Args:
+        location: the workspace folder, or a metadata URL (``postgresql+psycopg://...``),
+            in which case ``artifacts_url`` (or ``LOOPML_ARTIFACTS_URL``) must be given.
+        metadata_url: overrides the metadata database URL.
+        artifacts_url: overrides the artifact store URL.
+        s3_endpoint_url: overrides the S3 endpoint.
+        user: overrides the acting identity.
+
+    Raises:
+        SpecError: the workspace file is invalid, or a URL workspace has no artifact store.
+    """
+    text = os.fspath(location)
+    env = os.environ
+    if "://" in text and not text.startswith("file://"):
+        metadata_url = metadata_url or text
+        root = Path(env.get("LOOPML_HOME", Path.home() / ".loopml")) / "remote"
+        data: dict[str, Any] = {}
+    else:
+        root = Path(text.removeprefix("file://")).expanduser().absolute()
+        data = _read_file(root)
+    metadata = metadata_url or env.get("LOOPML_METADATA_URL") or data.get("metadata")
+    artifacts = artifacts_url or env.get("LOOPML_ARTIFACTS_URL") or data.get("artifacts")
+    if metadata is None:
+        metadata = f"sqlite:///{root / 'loopml.db'}"
+    if artifacts is None:
+        if "://" in text and not text.startswith("file://"):
+            raise SpecError(
+                "a workspace given by URL needs an artifact store",
+                hint="pass --artifacts s3://bucket/prefix or set LOOPML_ARTIFACTS_URL",
+            )
+        artifacts = str(root / "store")
+    extra = {k: v for k, v in data.items() if k not in {"metadata", "artifacts"}}
+    return Settings(
+        root=root,
+        metadata_url=str(metadata),
+        artifacts_url=str(artifacts),
+        s3_endpoint_url=s3_endpoint_url
+        or env.get("LOOPML_S3_ENDPOINT_URL")
+        or data.get("s3_endpoint_url"),
+        user=user or env.get("LOOPML_USER") or data.get("owner"),
+        extra=extra,
+    )
+
+
+def write_settings(root: Path, values: dict[str, Any]) -> Path:
+    """Write ``values`` (the settings given explicitly) to the workspace file in ``root``."""
+    import yaml
+
+    unknown = sorted(set(values) - _KEYS)
+    if unknown:
+        raise SpecError(f"unknown setting(s) {', '.join(unknown)}")
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / WORKSPACE_FILE
+    path.write_text(yaml.safe_dump({k: v for k, v in values.items() if v}, sort_keys=True))
+    return path

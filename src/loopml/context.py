@@ -1,0 +1,94 @@
+"""What every stage is given: the stores, the acting identity, settings and the audit writer."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from loopml.config import Settings
+from loopml.errors import SpecError
+from loopml.governance import audit
+from loopml.governance.identity import current_user
+from loopml.records import AuditEvent
+from loopml.store.artifacts import ArtifactStore, open_artifacts
+from loopml.store.metadata import MetadataStore, open_metadata
+
+
+@dataclass
+class Context:
+    """The stores, identity and settings a stage function works with.
+
+    Stages change state only through ``write()``, which yields a transaction in which
+    ``audit()`` records the change: both commit together or not at all.
+    """
+
+    settings: Settings
+    metadata: MetadataStore
+    artifacts: ArtifactStore
+    actor: str
+
+    @classmethod
+    def open(cls, settings: Settings) -> Context:
+        """Open (and create or migrate when needed) the stores that ``settings`` name."""
+        settings.root.mkdir(parents=True, exist_ok=True)
+        metadata = open_metadata(settings.metadata_url)
+        artifacts = open_artifacts(
+            settings.artifacts_url, settings.root / "cache", settings.s3_endpoint_url
+        )
+        return cls(settings, metadata, artifacts, current_user(settings.user))
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A metadata transaction holding the workspace's write lock."""
+        with self.metadata.write() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A metadata read transaction."""
+        with self.metadata.read() as conn:
+            yield conn
+
+    def audit(
+        self,
+        conn: Connection,
+        action: str,
+        target: str,
+        *,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Append an audit event for ``action`` on ``target`` inside ``conn``'s transaction."""
+        return audit.append(
+            conn, actor=self.actor, action=action, target=target, outcome=outcome, details=details
+        )
+
+    def secret_key(self, name: str) -> bytes:
+        """A workspace secret (such as the PII hashing key), created on first use.
+
+        ``LOOPML_<NAME>_KEY`` (hex) overrides the key file; teams sharing a workspace
+        set it so every member hashes alike.
+        """
+        env = os.environ.get(f"LOOPML_{name.upper()}_KEY")
+        if env:
+            try:
+                return bytes.fromhex(env)
+            except ValueError as exc:
+                raise SpecError(f"LOOPML_{name.upper()}_KEY is not hex") from exc
+        path = self.settings.root / "keys" / f"{name}.key"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return bytes.fromhex(path.read_text().strip())
+
+    def close(self) -> None:
+        """Release the stores' connections."""
+        self.metadata.dispose()

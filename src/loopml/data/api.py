@@ -1,0 +1,94 @@
+"""``ws.data``: datasets and their versions, as the SDK, CLI and server see them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loopml.context import Context
+from loopml.data import versions
+from loopml.data.diff import diff_versions
+from loopml.data.export import export_batches
+from loopml.data.ingest import IngestResult, ProgressFn, ingest
+from loopml.records import Dataset, DatasetVersion
+
+
+class DataAPI:
+    """Ingest, look up, read, compare and export dataset versions.
+
+    Example:
+        >>> ws.data.ingest("transactions", "tx.csv", contract="tx.yaml")
+        >>> table = ws.data.read("transactions@1")
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def ingest(self, name: str, source: str | None = None, **options: Any) -> IngestResult:
+        """Ingest ``source`` as a new version of ``name``; see ``loopml.data.ingest.ingest``."""
+        return ingest(self._ctx, name, source, **options)
+
+    def get(self, ref: str) -> DatasetVersion:
+        """The version ``ref`` names (``NAME``, ``NAME@3``, ``NAME@<hash prefix>``)."""
+        with self._ctx.read() as conn:
+            return versions.resolve(conn, ref)
+
+    def ls(self) -> list[tuple[Dataset, DatasetVersion | None, int]]:
+        """Every dataset with its latest version and number of versions."""
+        with self._ctx.read() as conn:
+            return versions.list_datasets(conn)
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Every version of dataset ``name``, newest first."""
+        with self._ctx.read() as conn:
+            return versions.list_versions(conn, name)
+
+    def files(self, ref: str | DatasetVersion) -> list[str]:
+        """Local paths of a version's Parquet files, verified against their hashes."""
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        return [str(self._ctx.artifacts.local_path(f.sha256)) for f in version.files]
+
+    def batches(self, ref: str | DatasetVersion, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream a version's rows as record batches, in bounded memory."""
+        import pyarrow.parquet as pq
+
+        for path in self.files(ref):
+            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+
+    def schema(self, ref: str | DatasetVersion) -> pa.Schema:
+        """The Arrow schema of a version's files."""
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(self.files(ref)[0])
+
+    def read(self, ref: str | DatasetVersion, columns: list[str] | None = None) -> pa.Table:
+        """Read a whole version into memory as an Arrow table."""
+        import pyarrow.parquet as pq
+
+        return pq.ParquetDataset(self.files(ref)).read(columns=columns)
+
+    def quarantine(self, ref: str | DatasetVersion) -> pa.Table:
+        """A version's quarantined rows (file, row, reason, detail, record)."""
+        import pyarrow.parquet as pq
+
+        from loopml.data.quarantine import SCHEMA
+
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        if version.quarantine is None:
+            return SCHEMA.empty_table()
+        return pq.read_table(self._ctx.artifacts.local_path(version.quarantine.sha256))
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Schema, row count and profile differences from version ``a`` to ``b``."""
+        return diff_versions(self.get(a), self.get(b))
+
+    def export(self, ref: str, path: str | Path) -> int:
+        """Write a version to a CSV or Parquet file (by extension); return the row count."""
+        version = self.get(ref)
+        return export_batches(self.batches(version), self.schema(version), Path(path))
+
+
+__all__ = ["DataAPI", "IngestResult", "ProgressFn"]

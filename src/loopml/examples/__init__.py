@@ -1,0 +1,1 @@
+"""Example datasets and contracts that the demos and the docs build on."""

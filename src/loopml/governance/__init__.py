@@ -1,0 +1,1 @@
+"""Governance: identity, ownership and the audit chain."""

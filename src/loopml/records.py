@@ -1,0 +1,115 @@
+"""The core records, as frozen dataclasses with no I/O; the stores persist them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a dataset version's schema.
+
+    Attributes:
+        name: the column name.
+        type: the Arrow type, as Arrow prints it (``int64``, ``timestamp[us]``, ``string``).
+        nullable: whether the column may hold nulls.
+    """
+
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A write-once, content-addressed object in the artifact store.
+
+    Attributes:
+        sha256: the hex digest of the bytes; also the object's address.
+        size: the size in bytes.
+        rows: the row count when the object is a data file, else None.
+    """
+
+    sha256: str
+    size: int
+    rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named, owned series of immutable versions."""
+
+    name: str
+    owner: str
+    created_at: datetime
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a dataset.
+
+    Attributes:
+        dataset: the dataset's name.
+        number: 1, 2, 3... per dataset, in commit order.
+        id: the content hash of the schema and the data files; equal content, equal id.
+        schema: the columns, in order.
+        row_count: the rows accepted into the version.
+        files: the Parquet data files, in order.
+        source: where the rows came from (paths, a query), as given.
+        owner: who owns the version.
+        created_at: when the version was committed (UTC).
+        rows_read: every row read from the source, accepted or not.
+        rows_quarantined: the rows rejected into the quarantine.
+        quarantine: the Parquet file of rejected rows with their reasons, if any.
+        quarantine_reasons: reason -> count.
+        profile: column name -> statistics.
+        schema_changes: what changed against the previous version.
+        pii: column -> the policy applied at ingest.
+        pii_warnings: columns that look like PII but had no policy.
+        tier: the storage tier the files live in.
+        meta: anything else a stage records (for example the transform that made it).
+    """
+
+    dataset: str
+    number: int
+    id: str
+    schema: tuple[Column, ...]
+    row_count: int
+    files: tuple[StoredObject, ...]
+    source: str
+    owner: str
+    created_at: datetime
+    rows_read: int = 0
+    rows_quarantined: int = 0
+    quarantine: StoredObject | None = None
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    schema_changes: Mapping[str, Any] = field(default_factory=dict)
+    pii: Mapping[str, str] = field(default_factory=dict)
+    pii_warnings: tuple[str, ...] = ()
+    tier: str = "hot"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """The version's stable name, ``dataset@number``."""
+        return f"{self.dataset}@{self.number}"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One link of the audit chain; its hash covers its fields and the previous hash."""
+
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: Mapping[str, Any]
+    prev_hash: str
+    hash: str

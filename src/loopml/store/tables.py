@@ -1,0 +1,85 @@
+"""The metadata schema, as SQLAlchemy Core tables. Alembic migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("dataset", String(200), ForeignKey("datasets.name"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("id", String(64), nullable=False, index=True),
+    Column("schema", JSON, nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rows_read", BigInteger, nullable=False),
+    Column("rows_quarantined", BigInteger, nullable=False),
+    Column("quarantine", JSON, nullable=True),
+    Column("quarantine_reasons", JSON, nullable=False),
+    Column("profile", JSON, nullable=False),
+    Column("schema_changes", JSON, nullable=False),
+    Column("pii", JSON, nullable=False),
+    Column("pii_warnings", JSON, nullable=False),
+    Column("tier", String(20), nullable=False),
+    Column("meta", JSON, nullable=False),
+)
+
+# Every content-addressed object a committed record refers to, so fsck and gc know
+# what is live without walking every record kind.
+objects = Table(
+    "objects",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The newest link of the audit chain, updated with each append: deleting the last
+# events leaves the chain consistent, but no longer ending at this head.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,122 @@
+"""The Workspace: the façade users hold. It opens a Context and hands out one API per stage."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from loopml.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from loopml.context import Context
+    from loopml.data.api import DataAPI
+    from loopml.data.ingest import IngestResult
+    from loopml.governance.api import AuditAPI
+    from loopml.store.maintenance import FsckReport, GcReport
+
+
+class Workspace:
+    """An open workspace: ``ws.data``, ``ws.audit``, plus lifecycle shortcuts.
+
+    Open one with ``loopml.open()``. Close it with ``close()`` or a ``with`` block.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from loopml.context import Context
+
+        self.settings = settings
+        self.ctx: Context = Context.open(settings)
+        self._data: DataAPI | None = None
+        self._audit: AuditAPI | None = None
+
+    @property
+    def data(self) -> DataAPI:
+        """Datasets and their versions."""
+        if self._data is None:
+            from loopml.data.api import DataAPI
+
+            self._data = DataAPI(self.ctx)
+        return self._data
+
+    @property
+    def audit(self) -> AuditAPI:
+        """The audit chain."""
+        if self._audit is None:
+            from loopml.governance.api import AuditAPI
+
+            self._audit = AuditAPI(self.ctx.metadata)
+        return self._audit
+
+    @property
+    def actor(self) -> str:
+        """Who acts in this workspace."""
+        return self.ctx.actor
+
+    def ingest(self, name: str, source: str | None = None, **options: Any) -> IngestResult:
+        """Ingest a source as a new version of dataset ``name`` (see ``ws.data.ingest``)."""
+        return self.data.ingest(name, source, **options)
+
+    def fsck(self) -> FsckReport:
+        """Verify every committed object against its hash."""
+        from loopml.store.maintenance import fsck
+
+        return fsck(self.ctx.metadata, self.ctx.artifacts)
+
+    def gc(self, older_than: float = 3600.0) -> GcReport:
+        """Remove staging data and uncommitted objects older than ``older_than`` seconds."""
+        from loopml.store.maintenance import gc
+
+        report = gc(self.ctx.metadata, self.ctx.artifacts, older_than)
+        with self.ctx.write() as conn:
+            self.ctx.audit(conn, "store.gc", self.settings.artifacts_url, details={
+                "staging_removed": report.staging_removed,
+                "objects_removed": report.objects_removed,
+                "bytes_freed": report.bytes_freed,
+            })
+        return report
+
+    def close(self) -> None:
+        """Release the workspace's connections."""
+        self.ctx.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.settings.root)!r})"
+
+
+def open(  # noqa: A001 - loopml.open mirrors the builtin on purpose
+    location: str | os.PathLike[str] | None = None,
+    *,
+    metadata_url: str | None = None,
+    artifacts_url: str | None = None,
+    s3_endpoint_url: str | None = None,
+    user: str | None = None,
+) -> Workspace:
+    """Open a workspace, creating it on first use.
+
+    Args:
+        location: a folder (default: ``LOOPML_WORKSPACE`` or ``./loopml-workspace``), or a
+            metadata URL such as ``postgresql+psycopg://host/db``.
+        metadata_url: a SQLAlchemy URL for the metadata (SQLite in the folder by default).
+        artifacts_url: a folder or ``s3://bucket/prefix`` for data and artifacts.
+        s3_endpoint_url: the endpoint of an S3-compatible store.
+        user: the acting identity (the OS user by default).
+
+    Raises:
+        StoreError: a store cannot be reached.
+        SpecError: the workspace file is invalid.
+
+    Example:
+        >>> import loopml
+        >>> ws = loopml.open("./ws")
+        >>> ws.ingest("transactions", "data/tx.csv")
+    """
+    location = location or os.environ.get("LOOPML_WORKSPACE") or "loopml-workspace"
+    settings = load_settings(location, metadata_url=metadata_url, artifacts_url=artifacts_url,
+                             s3_endpoint_url=s3_endpoint_url, user=user)
+    return Workspace(settings)
