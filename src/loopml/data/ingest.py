@@ -14,6 +14,8 @@ staging data behind, which ``gc`` removes; nothing half-written is ever visible.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +33,11 @@ from loopml.data.profile import profile_files
 from loopml.data.quarantine import Quarantine
 from loopml.data.sources import Source, open_source
 from loopml.data.validate import SeenKeys, check_batch
-from loopml.errors import ContractViolation, InputError, LoopMLError
+from loopml.errors import ContractViolation, InputError, LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
 
-PART_ROWS = 4_000_000
+PART_ROWS = 8_000_000
+ROW_GROUP_ROWS = 1_000_000
 ProgressFn = Callable[[int, int | None, int | None], None]
 
 
@@ -72,42 +75,88 @@ class IngestResult:
 
 
 class _PartWriter:
-    """Writes accepted batches into Parquet part files of at most PART_ROWS rows."""
+    """Writes accepted batches into Parquet part files, on a background thread.
+
+    Batches are gathered into row groups of about ROW_GROUP_ROWS rows and handed to
+    a writer thread (Parquet encoding releases the GIL), so encoding overlaps with
+    reading and checking the next rows. The queue holds one group, which bounds memory.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.parts: list[tuple[Path, int]] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._rows = 0
         self.schema: pa.Schema | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="loopml-parquet", daemon=True)
+        self._thread.start()
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.schema is None:
             self.schema = batch.schema
-        if self._writer is None:
-            path = self.folder / f"part-{len(self.parts):05d}.parquet"
-            self._writer = pq.ParquetWriter(path, self.schema, compression="snappy")
-            self.parts.append((path, 0))
-        self._writer.write_batch(batch)
-        self._rows += batch.num_rows
-        self.parts[-1] = (self.parts[-1][0], self._rows)
-        if self._rows >= PART_ROWS:
-            self._close()
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
 
-    def _close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            self._rows = 0
+    def _flush(self) -> None:
+        if self._pending:
+            self._put(pa.Table.from_batches(self._pending, self.schema))
+            self._pending, self._pending_rows = [], 0
+
+    def _put(self, item: pa.Table | None) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise StoreError(f"writing Parquet to staging failed: {self._error}") from self._error
+
+    def _drain(self) -> None:
+        writer: pq.ParquetWriter | None = None
+        rows = 0
+        try:
+            while (table := self._queue.get()) is not None:
+                if writer is None:
+                    path = self.folder / f"part-{len(self.parts):05d}.parquet"
+                    writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+                    self.parts.append((path, 0))
+                writer.write_table(table, row_group_size=len(table))
+                rows += len(table)
+                self.parts[-1] = (self.parts[-1][0], rows)
+                if rows >= PART_ROWS:
+                    writer.close()
+                    writer, rows = None, 0
+            if writer is not None:
+                writer.close()
+        except BaseException as exc:  # handed to the ingest thread, which raises it
+            self._error = exc
 
     def finish(self, schema: pa.Schema) -> list[tuple[Path, int]]:
-        """Close the last part; an empty ingest still gets one (empty) part with the schema."""
-        self._close()
+        """Write what is pending and close; an empty ingest still gets one empty part."""
+        self._flush()
+        self._put(None)
+        self._thread.join()
+        self._raise()
         if not self.parts:
             path = self.folder / "part-00000.parquet"
             pq.write_table(schema.empty_table(), path)
             self.parts.append((path, 0))
         return self.parts
+
+    def abort(self) -> None:
+        """Stop the writer thread after a failure elsewhere."""
+        if self._thread.is_alive():
+            self._pending = []
+            self._put(None)
+            self._thread.join()
 
 
 def _columns(schema: pa.Schema, contract: Contract | None) -> list[Column]:
@@ -186,47 +235,31 @@ def _run(
     parts = _PartWriter(folder)
     quarantine = Quarantine(folder, policies, key)
     seen = SeenKeys() if contract and contract.unique else None
-    warnings: dict[str, str] | None = None
-    source_schema: pa.Schema | None = None
-    accepted = 0
-    total_rows, total_bytes = reader.total_rows(), reader.total_bytes()
-    for item in reader.batches():
-        batch = item.batch
-        if source_schema is None:
-            source_schema = batch.schema
-            unknown = [c for c in policies if c not in batch.schema.names]
-            if unknown:
-                raise InputError(f"PII policy for column(s) {', '.join(unknown)}, which the "
-                                 f"source does not have", hint=f"columns: {', '.join(batch.schema.names)}")
-            warnings = pii_policies.detect(batch, policies)
-        reasons = check_batch(batch, contract, seen) if contract else None
-        if reasons is not None:
-            import pyarrow.compute as pc
-
-            quarantine.add(batch, reasons, item.file, item.offset)
-            batch = batch.filter(pc.is_null(reasons))
-        if batch.num_rows:
-            parts.write(pii_policies.apply_policies(batch, policies, key))
-            accepted += batch.num_rows
-        if on_progress:
-            on_progress(accepted + quarantine.count + len(reader.rejects), total_rows, total_bytes)
-    quarantine_path = quarantine.finish(reader)
-    rows_read = accepted + quarantine.count
-    if on_progress:
-        on_progress(rows_read, rows_read, total_bytes)
-    if contract and rows_read and quarantine.count / rows_read > contract.max_quarantine_fraction:
-        top = ", ".join(f"{r} ({n})" for r, n in quarantine.reasons.most_common(3))
-        raise ContractViolation(
-            f"{reader.description}: {quarantine.count} of {rows_read} rows "
-            f"({quarantine.count / rows_read:.1%}) broke the contract, above its limit of "
-            f"{contract.max_quarantine_fraction:.1%}; most common: {top}",
-            hint="fix the data, or raise max_quarantine_fraction in the contract",
+    total_bytes = reader.total_bytes()
+    try:
+        accepted, source_schema, warnings = _stream(
+            reader, contract, policies, key, parts, quarantine, seen, on_progress
         )
-    if source_schema is None:
-        source_schema = _empty_schema(contract, reader)
-        warnings = {}
-    schema = pii_policies.output_schema(source_schema, policies)
-    part_files = parts.finish(parts.schema or schema)
+        quarantine_path = quarantine.finish(reader)
+        rows_read = accepted + quarantine.count
+        if on_progress:
+            on_progress(rows_read, rows_read, total_bytes)
+        if contract and rows_read and quarantine.count / rows_read > contract.max_quarantine_fraction:
+            top = ", ".join(f"{r} ({n})" for r, n in quarantine.reasons.most_common(3))
+            raise ContractViolation(
+                f"{reader.description}: {quarantine.count} of {rows_read} rows "
+                f"({quarantine.count / rows_read:.1%}) broke the contract, above its limit of "
+                f"{contract.max_quarantine_fraction:.1%}; most common: {top}",
+                hint="fix the data, or raise max_quarantine_fraction in the contract",
+            )
+        if source_schema is None:
+            source_schema = _empty_schema(contract, reader)
+            warnings = {}
+        schema = pii_policies.output_schema(source_schema, policies)
+        part_files = parts.finish(parts.schema or schema)
+    except BaseException:
+        parts.abort()
+        raise
     schema = parts.schema or schema
     profile = profile_files([str(p) for p, _ in part_files], schema)
     stored = [ctx.artifacts.put(path, rows=rows) for path, rows in part_files]
@@ -255,6 +288,47 @@ def _run(
         "pii_warnings": warnings or {},
         "schema_changes": dict(version.schema_changes),
     }
+
+
+def _stream(
+    reader: Source,
+    contract: Contract | None,
+    policies: dict[str, str],
+    key: bytes,
+    parts: _PartWriter,
+    quarantine: Quarantine,
+    seen: SeenKeys | None,
+    on_progress: ProgressFn | None,
+) -> tuple[int, pa.Schema | None, dict[str, str] | None]:
+    """Check, mask and write every batch; return (rows accepted, source schema, PII warnings)."""
+    import duckdb
+
+    warnings: dict[str, str] | None = None
+    source_schema: pa.Schema | None = None
+    accepted = 0
+    total_rows, total_bytes = reader.total_rows(), reader.total_bytes()
+    con = duckdb.connect()
+    for item in reader.batches():
+        batch = item.batch
+        if source_schema is None:
+            source_schema = batch.schema
+            unknown = [c for c in policies if c not in batch.schema.names]
+            if unknown:
+                raise InputError(f"PII policy for column(s) {', '.join(unknown)}, which the "
+                                 f"source does not have", hint=f"columns: {', '.join(batch.schema.names)}")
+            warnings = pii_policies.detect(batch, policies)
+        reasons = check_batch(batch, contract, seen, item.reasons, connection=con) if contract else None
+        if reasons is not None:
+            import pyarrow.compute as pc
+
+            quarantine.add(batch, reasons, item.file, item.offset)
+            batch = batch.filter(pc.is_null(reasons))
+        if batch.num_rows:
+            parts.write(pii_policies.apply_policies(batch, policies, key))
+            accepted += batch.num_rows
+        if on_progress:
+            on_progress(accepted + quarantine.count + len(reader.rejects), total_rows, total_bytes)
+    return accepted, source_schema, warnings
 
 
 def _empty_schema(contract: Contract | None, reader: Source) -> pa.Schema:

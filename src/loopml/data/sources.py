@@ -23,9 +23,11 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data.contract import DUCKDB_TYPES, Contract
+from loopml.data.validate import rules_sql
 from loopml.errors import InputError, NotFound
 
 BATCH_ROWS = 122_880
+REASON_COLUMN = "__loopml_reason"
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
@@ -51,6 +53,7 @@ class SourceBatch:
     batch: pa.RecordBatch
     file: str
     offset: int
+    reasons: pa.Array | None = None
 
 
 @dataclass
@@ -265,8 +268,10 @@ class CSVSource(Source):
         if columns:
             options.append(f"columns={columns}")
         files = "[" + ", ".join(_sql_string(name) for name in self.files) + "]"
+        rules = rules_sql(self.contract) if self.contract else None
+        select = f"*, {rules} AS {REASON_COLUMN}" if rules else "*"
         try:
-            relation = con.sql(f"SELECT * FROM read_csv({files}, {', '.join(options)})")
+            relation = con.sql(f"SELECT {select} FROM read_csv({files}, {', '.join(options)})")
             reader = relation.to_arrow_reader(BATCH_ROWS)
             counts: dict[str, int] = {}
             for batch in reader:
@@ -306,8 +311,12 @@ def _csv_reason(kind: str, column: str | None, contract: Contract | None) -> str
 
 
 def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[SourceBatch]:
-    """Split a DuckDB batch at file boundaries and drop the file-name column."""
-    files = batch.column(batch.num_columns - 1)
+    """Split a DuckDB batch at file boundaries and take off the file and reason columns."""
+    files = batch.column(batch.schema.get_field_index("__loopml_file"))
+    reasons = None
+    if REASON_COLUMN in batch.schema.names:
+        reasons = batch.column(batch.schema.get_field_index(REASON_COLUMN))
+        batch = batch.drop_columns([REASON_COLUMN])
     data = batch.drop_columns(["__loopml_file"])
     first = files[0].as_py() if len(files) else None
     if first is not None and files[len(files) - 1].as_py() == first:
@@ -323,7 +332,8 @@ def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[So
     for file, start, end in runs:
         offset = counts.get(file, 0)
         counts[file] = offset + (end - start)
-        yield SourceBatch(data.slice(start, end - start), file, offset)
+        yield SourceBatch(data.slice(start, end - start), file, offset,
+                          None if reasons is None else reasons.slice(start, end - start))
 
 
 def _sql_string(text: str) -> str:

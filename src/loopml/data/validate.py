@@ -11,40 +11,54 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data.contract import ColumnRule, Contract
+from typing import Any
+
+from loopml.data.contract import DUCKDB_TYPES, Contract
 
 
 class SeenKeys:
     """The unique-key values seen so far, as sorted runs merged like an LSM tree.
 
     Holds 8 bytes per key; lookups are a binary search per run, and merging keeps
-    the number of runs logarithmic in the number of keys.
+    the number of runs logarithmic in the number of keys. Keys that arrive in
+    increasing order (the usual case for ids) skip the searches entirely.
     """
 
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
+        self._max: int | None = None
 
     def _contains(self, keys: np.ndarray) -> np.ndarray:
         found = np.zeros(len(keys), dtype=bool)
+        if self._max is None or not len(keys) or keys.min() > self._max:
+            return found
         for run in self.runs:
             position = np.searchsorted(run, keys)
-            position[position == len(run)] = 0
-            found |= run[position] == keys if len(run) else False
+            np.minimum(position, len(run) - 1, out=position)
+            found |= run[position] == keys
         return found
 
     def add_batch(self, keys: np.ndarray) -> np.ndarray:
         """Record ``keys`` and return a mask of those already seen (earlier or in this batch)."""
-        duplicate = self._contains(keys)
-        unique, first = np.unique(keys, return_index=True)
-        repeated = np.ones(len(keys), dtype=bool)
-        repeated[first] = False
-        duplicate |= repeated
-        new = unique[~self._contains(unique)]
-        self.runs.append(new)
+        if not len(keys):
+            return np.zeros(0, dtype=bool)
+        prior = self._contains(keys)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        repeat_ordered = np.zeros(len(keys), dtype=bool)
+        repeat_ordered[1:] = ordered[1:] == ordered[:-1]
+        duplicate = prior.copy()
+        duplicate[order[repeat_ordered]] = True
+        new = ordered[~repeat_ordered & ~prior[order]]
+        if len(new):
+            self.runs.append(new)
+            self._max = int(new[-1]) if self._max is None else max(self._max, int(new[-1]))
         # Merge runs of similar size so there are O(log n) of them.
         while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
             last = self.runs.pop()
-            self.runs[-1] = np.union1d(self.runs[-1], last)
+            merged = np.concatenate([self.runs[-1], last])
+            merged.sort(kind="stable")
+            self.runs[-1] = merged
         return duplicate
 
 
@@ -59,53 +73,85 @@ def key_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
 
 
-def _literal(value: object, type_: pa.DataType) -> pa.Scalar:
-    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
-        return pc.cast(pa.scalar(str(value)), type_)
-    return pa.scalar(value).cast(type_) if not isinstance(value, float) else pa.scalar(value)
+def _sql_literal(value: object, type_name: str) -> str:
+    if type_name in {"timestamp", "date"}:
+        return f"CAST('{value}' AS {DUCKDB_TYPES[type_name]})"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
-def _rule_masks(name: str, column: pa.Array, rule: ColumnRule) -> list[tuple[pa.Array, str]]:
-    masks: list[tuple[pa.Array, str]] = []
-    if not rule.nullable:
-        masks.append((pc.is_null(column), f"{name}: null not allowed"))
-    if rule.min is not None:
-        masks.append((pc.less(column, _literal(rule.min, column.type)), f"{name}: below min {rule.min}"))
-    if rule.max is not None:
-        masks.append((pc.greater(column, _literal(rule.max, column.type)), f"{name}: above max {rule.max}"))
-    if rule.allowed is not None:
-        allowed = pa.array(rule.allowed).cast(column.type)
-        masks.append((pc.invert(pc.is_in(column, value_set=allowed)), f"{name}: not an allowed value"))
-    if rule.regex is not None:
-        pattern = f"^(?:{rule.regex})$"
-        masks.append((pc.invert(pc.match_substring_regex(column, pattern)),
-                      f"{name}: does not match {rule.regex}"))
-    return masks
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def check_batch(batch: pa.RecordBatch, contract: Contract, seen: SeenKeys | None) -> pa.Array | None:
-    """Return each row's first broken rule (null for rows that pass), or None if all pass."""
-    reasons: pa.Array | None = None
+def rules_sql(contract: Contract) -> str | None:
+    """One SQL expression giving each row's first broken rule, or NULL when it passes.
+
+    DuckDB evaluates it in parallel inside the scan (CSV) or over each Arrow batch
+    (other sources), so the rules have exactly one implementation. A NULL value
+    fails no rule except ``nullable: false``, as in SQL.
+    """
+    cases: list[str] = []
     for name, rule in contract.columns.items():
-        column = batch.column(name)
-        for mask, reason in _rule_masks(name, column, rule):
-            # Null values fail no rule but "null not allowed"; fill them as passing.
-            mask = pc.fill_null(mask, False)
-            if not pc.any(mask).as_py():
-                continue
-            text = pa.scalar(reason)
-            reasons = pc.if_else(mask, text, pa.nulls(len(batch), pa.string())) if reasons is None \
-                else pc.if_else(pc.and_(pc.is_null(reasons), mask), text, reasons)
+        column = _quote(name)
+        checks: list[tuple[str, str]] = []
+        if not rule.nullable:
+            checks.append((f"{column} IS NULL", f"{name}: null not allowed"))
+        if rule.min is not None:
+            checks.append((f"{column} < {_sql_literal(rule.min, rule.type)}", f"{name}: below min {rule.min}"))
+        if rule.max is not None:
+            checks.append((f"{column} > {_sql_literal(rule.max, rule.type)}", f"{name}: above max {rule.max}"))
+        if rule.allowed is not None:
+            values = ", ".join(_sql_literal(v, rule.type) for v in rule.allowed)
+            checks.append((f"{column} NOT IN ({values})", f"{name}: not an allowed value"))
+        if rule.regex is not None:
+            pattern = _sql_literal(rule.regex, "string")
+            checks.append((f"NOT regexp_full_match({column}, {pattern})",
+                           f"{name}: does not match {rule.regex}"))
+        cases += [f"WHEN {condition} THEN {_sql_literal(reason, 'string')}" for condition, reason in checks]
+    for name in contract.unique:
+        cases.append(f"WHEN {_quote(name)} IS NULL THEN {_sql_literal(f'{name}: null in the unique key', 'string')}")
+    if not cases:
+        return None
+    return "CASE " + " ".join(cases) + " END"
+
+
+def check_batch(
+    batch: pa.RecordBatch,
+    contract: Contract,
+    seen: SeenKeys | None,
+    reasons: pa.Array | None = None,
+    *,
+    connection: Any = None,
+) -> pa.Array | None:
+    """Return each row's first broken rule (null for rows that pass), or None if all pass.
+
+    Args:
+        batch: the rows, typed as the contract says.
+        contract: the rules.
+        seen: the unique keys seen so far in this ingest; updated.
+        reasons: the rules' verdicts when the source already computed ``rules_sql``.
+        connection: a DuckDB connection to evaluate the rules with, when ``reasons`` is None.
+    """
+    if reasons is None and (expression := rules_sql(contract)) is not None:
+        import duckdb
+
+        con = connection or duckdb.connect()
+        con.register("loopml_batch", pa.Table.from_batches([batch]))
+        try:
+            reasons = con.execute(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
+        finally:
+            con.unregister("loopml_batch")
+        reasons = reasons.combine_chunks()
+    if reasons is not None and reasons.null_count == len(reasons):
+        reasons = None
     if contract.unique and seen is not None:
-        for name in contract.unique:
-            mask = pc.is_null(batch.column(name))
-            if pc.any(mask).as_py():
-                text = pa.scalar(f"{name}: null in the unique key")
-                reasons = pc.if_else(mask, text, pa.nulls(len(batch), pa.string())) \
-                    if reasons is None else pc.if_else(pc.is_null(reasons), pc.if_else(mask, text, reasons), reasons)
         failing = np.zeros(len(batch), dtype=bool) if reasons is None \
             else pc.is_valid(reasons).to_numpy(zero_copy_only=False)
-        keys = key_hashes(batch.filter(pa.array(~failing)), contract.unique)
+        keys = key_hashes(batch.filter(pa.array(~failing)) if failing.any() else batch, contract.unique)
         # Rows already quarantined for another reason do not claim their key.
         duplicate = np.zeros(len(batch), dtype=bool)
         duplicate[~failing] = seen.add_batch(keys)
