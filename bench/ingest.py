@@ -128,7 +128,7 @@ def child(mode: str, csv: Path, contract: Path, out: Path, rows: int) -> dict:
 
         workspace = loopml.open(out)
         start = time.perf_counter()  # Like the baselines, time the work, not the setup.
-        result = workspace.ingest("bench", csv, contract=contract)
+        result = workspace.ingest("bench", str(csv), contract=str(contract))
         seconds = time.perf_counter() - start
         report = {key: getattr(result, key, None) for key in REPORT_KEYS}
         return {"seconds": seconds, "rows": result.rows_read, **loopml_fields(report)}

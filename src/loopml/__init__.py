@@ -15,7 +15,7 @@ from loopml.errors import NotFound as NotFound
 from loopml.errors import SpecError as SpecError
 from loopml.errors import StoreError as StoreError
 from loopml.workspace import Workspace as Workspace
-from loopml.workspace import open as open  # noqa: A004
+from loopml.workspace import open as open
 
 __version__ = "0.1.0"
 

@@ -68,11 +68,16 @@ class Workspace:
 
         report = gc(self.ctx.metadata, self.ctx.artifacts, older_than)
         with self.ctx.write() as conn:
-            self.ctx.audit(conn, "store.gc", self.settings.artifacts_url, details={
-                "staging_removed": report.staging_removed,
-                "objects_removed": report.objects_removed,
-                "bytes_freed": report.bytes_freed,
-            })
+            self.ctx.audit(
+                conn,
+                "store.gc",
+                self.settings.artifacts_url,
+                details={
+                    "staging_removed": report.staging_removed,
+                    "objects_removed": report.objects_removed,
+                    "bytes_freed": report.bytes_freed,
+                },
+            )
         return report
 
     def close(self) -> None:
@@ -89,7 +94,7 @@ class Workspace:
         return f"Workspace({str(self.settings.root)!r})"
 
 
-def open(  # noqa: A001 - loopml.open mirrors the builtin on purpose
+def open(
     location: str | os.PathLike[str] | None = None,
     *,
     metadata_url: str | None = None,
@@ -117,6 +122,11 @@ def open(  # noqa: A001 - loopml.open mirrors the builtin on purpose
         >>> ws.ingest("transactions", "data/tx.csv")
     """
     location = location or os.environ.get("LOOPML_WORKSPACE") or "loopml-workspace"
-    settings = load_settings(location, metadata_url=metadata_url, artifacts_url=artifacts_url,
-                             s3_endpoint_url=s3_endpoint_url, user=user)
+    settings = load_settings(
+        location,
+        metadata_url=metadata_url,
+        artifacts_url=artifacts_url,
+        s3_endpoint_url=s3_endpoint_url,
+        user=user,
+    )
     return Workspace(settings)

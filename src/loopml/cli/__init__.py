@@ -19,7 +19,7 @@ from loopml.cli.workspace import fsck, gc, init
 
 app = typer.Typer(
     name="loopml",
-    help="loopml: ingest, features, train, evaluate, serve, monitor and retrain; governed and fast.",
+    help="loopml: ingest, features, train, evaluate, serve, monitor, retrain; governed, fast.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130, None)
     except Exception as exc:  # a bug, not the user's mistake: say so, briefly
-        _fail(f"internal error: {type(exc).__name__}: {exc} (set LOOPML_DEBUG=1 for details)", 1, exc)
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set LOOPML_DEBUG=1 for details)", 1, exc
+        )
 
 
 def _fail(message: str, code: int, exc: BaseException | None) -> None:

@@ -20,7 +20,8 @@ WorkspaceOption = Annotated[
         "--workspace",
         "-w",
         envvar="LOOPML_WORKSPACE",
-        help="Workspace folder or metadata URL [env: LOOPML_WORKSPACE; default: ./loopml-workspace].",
+        help="Workspace folder or metadata URL [env: LOOPML_WORKSPACE; "
+        "default: ./loopml-workspace].",
         show_envvar=False,
     ),
 ]

@@ -15,7 +15,9 @@ app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 def ls(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Events to show, newest first.")] = 50,
     action: Annotated[str | None, typer.Option("--action", help="Only this action.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Only targets starting so.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Only targets starting so.")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -30,8 +32,15 @@ def ls(
         table = Table("seq", "time", "actor", "action", "target", "outcome")
         for event in events:
             style = "" if event.outcome == "ok" else "red"
-            table.add_row(str(event.seq), age(event.time), event.actor, event.action,
-                          event.target, event.outcome, style=style)
+            table.add_row(
+                str(event.seq),
+                age(event.time),
+                event.actor,
+                event.action,
+                event.target,
+                event.outcome,
+                style=style,
+            )
         out.print(table)
 
     emit(as_json, data, render)

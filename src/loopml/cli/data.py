@@ -25,22 +25,38 @@ def ls(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List datasets with their latest version."""
     with open_workspace(workspace) as ws:
         rows = ws.data.ls()
-    data = {"datasets": [
-        {"name": d.name, "owner": d.owner, "versions": n,
-         "latest": v.number if v else None, "id": v.id if v else None,
-         "rows": v.row_count if v else None, "updated": v.created_at if v else d.created_at}
-        for d, v, n in rows
-    ]}
+    data = {
+        "datasets": [
+            {
+                "name": d.name,
+                "owner": d.owner,
+                "versions": n,
+                "latest": v.number if v else None,
+                "id": v.id if v else None,
+                "rows": v.row_count if v else None,
+                "updated": v.created_at if v else d.created_at,
+            }
+            for d, v, n in rows
+        ]
+    }
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         from rich.table import Table
 
         table = Table("dataset", "latest", "id", "rows", "versions", "owner", "updated")
         for item in data["datasets"]:
-            table.add_row(item["name"], str(item["latest"]), (item["id"] or "")[:12],
-                          f"{item['rows'] or 0:,}", str(item["versions"]), item["owner"],
-                          age(item["updated"]))
-        out.print(table if data["datasets"] else "no datasets yet; `loopml ingest NAME SOURCE` adds one")
+            table.add_row(
+                item["name"],
+                str(item["latest"]),
+                (item["id"] or "")[:12],
+                f"{item['rows'] or 0:,}",
+                str(item["versions"]),
+                item["owner"],
+                age(item["updated"]),
+            )
+        out.print(
+            table if data["datasets"] else "no datasets yet; `loopml ingest NAME SOURCE` adds one"
+        )
 
     emit(as_json, data, render)
 
@@ -56,17 +72,24 @@ def show(
         version = ws.data.get(ref)
         history = ws.data.versions(version.dataset)
     data = _version_dict(version)
-    data["versions"] = [{"number": v.number, "id": v.id, "rows": v.row_count,
-                         "created_at": v.created_at} for v in history]
+    data["versions"] = [
+        {"number": v.number, "id": v.id, "rows": v.row_count, "created_at": v.created_at}
+        for v in history
+    ]
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         from rich.table import Table
 
         out.print(f"[bold]{version.ref}[/]  id {version.id}")
-        out.print(f"owner {version.owner}, committed {age(version.created_at)}, source {version.source}")
-        out.print(f"rows {version.row_count:,} accepted, {version.rows_quarantined:,} quarantined "
-                  f"of {version.rows_read:,} read; {len(version.files)} file(s), tier {version.tier}")
-        for reason, count in version.quarantine_reasons.items():
+        out.print(
+            f"owner {version.owner}, committed {age(version.created_at)}, source {version.source}"
+        )
+        out.print(
+            f"rows {version.row_count:,} accepted, {version.rows_quarantined:,} quarantined "
+            f"of {version.rows_read:,} read; {len(version.files)} file(s), tier {version.tier}"
+        )
+        reasons = sorted(version.quarantine_reasons.items(), key=lambda kv: -kv[1])
+        for reason, count in reasons:
             out.print(f"  quarantined {count:>8,}  {reason}")
         if version.pii:
             out.print("PII policies: " + ", ".join(f"{c}={p}" for c, p in version.pii.items()))
@@ -78,9 +101,16 @@ def show(
         for column in version.schema:
             stats = version.profile.get(column.name, {})
             top = ", ".join(f"{v}" for v, _ in stats.get("top", [])[:3])
-            table.add_row(column.name, column.type, str(stats.get("nulls", "")),
-                          str(stats.get("distinct", "")), _short(stats.get("min")),
-                          _short(stats.get("max")), _short(stats.get("mean")), top)
+            table.add_row(
+                column.name,
+                column.type,
+                str(stats.get("nulls", "")),
+                str(stats.get("distinct", "")),
+                _short(stats.get("min")),
+                _short(stats.get("max")),
+                _short(stats.get("mean")),
+                top,
+            )
         out.print(table)
         out.print("versions: " + ", ".join(f"@{v.number}" for v in history))
 
@@ -91,7 +121,7 @@ def _short(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return str(value)[:24]
 
 
@@ -110,15 +140,19 @@ def diff(
         from rich.table import Table
 
         same = " (same content)" if data["same_content"] else ""
-        out.print(f"[bold]{data['a']} → {data['b']}[/]{same}: rows {data['rows']['a']:,} → "
-                  f"{data['rows']['b']:,} ({data['rows']['delta']:+,})")
+        out.print(
+            f"[bold]{data['a']} → {data['b']}[/]{same}: rows {data['rows']['a']:,} → "
+            f"{data['rows']['b']:,} ({data['rows']['delta']:+,})"
+        )
         for change, detail in data["schema"].items():
             out.print(f"schema {change}: {detail}")
         table = Table("column", "statistic", "a", "b", "change")
         for column, stats in data["columns"].items():
             for key, entry in stats.items():
                 if key == "top":
-                    table.add_row(column, "top values", f"-{entry['removed']}", f"+{entry['added']}", "")
+                    table.add_row(
+                        column, "top values", f"-{entry['removed']}", f"+{entry['added']}", ""
+                    )
                     continue
                 ratio = f"{entry['ratio']:.2f}×" if "ratio" in entry else ""
                 table.add_row(column, key, _short(entry["a"]), _short(entry["b"]), ratio)
@@ -161,7 +195,9 @@ def quarantine(
 
         view = Table("file", "row", "reason", "record")
         for row in rows:
-            view.add_row(Path(row["file"]).name, str(row["row"]), row["reason"], (row["record"] or "")[:60])
+            view.add_row(
+                Path(row["file"]).name, str(row["row"]), row["reason"], (row["record"] or "")[:60]
+            )
         out.print(f"{version.ref}: {table.num_rows:,} quarantined row(s)")
         if rows:
             out.print(view)

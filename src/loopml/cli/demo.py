@@ -41,20 +41,29 @@ def demo(
     def render(out) -> None:  # type: ignore[no-untyped-def]
         ing = summary["ingest"]
         out.print("[bold]loopml demo: card-fraud transactions[/]")
-        out.print(f"1. generated {generated['rows']:,} transactions with "
-                  f"{sum(generated['dirty'].values())} dirty rows → {csv_path}")
-        out.print(f"2. ingested {ing['ref']} ({ing['id'][:12]}) in {ing['seconds']:.2f}s: "
-                  f"{ing['rows_accepted']:,} accepted + {ing['rows_quarantined']:,} quarantined "
-                  f"= {ing['rows_read']:,} read")
+        out.print(
+            f"1. generated {generated['rows']:,} transactions with "
+            f"{sum(generated['dirty'].values())} dirty rows → {csv_path}"
+        )
+        out.print(
+            f"2. ingested {ing['ref']} ({ing['id'][:12]}) in {ing['seconds']:.2f}s: "
+            f"{ing['rows_accepted']:,} accepted + {ing['rows_quarantined']:,} quarantined "
+            f"= {ing['rows_read']:,} read"
+        )
         for reason, count in sorted(ing["quarantine_reasons"].items(), key=lambda kv: -kv[1]):
             out.print(f"     quarantined {count:>5}  {reason}")
-        out.print("3. PII policies applied: " + ", ".join(f"{c}={p}" for c, p in ing["pii_applied"].items()))
+        out.print(
+            "3. PII policies applied: "
+            + ", ".join(f"{c}={p}" for c, p in ing["pii_applied"].items())
+        )
         if ing["pii_warnings"]:
             out.print("   likely PII without a policy: " + ", ".join(ing["pii_warnings"]))
         rate = summary["fraud_rate"]
         out.print(f"4. fraud rate in the accepted rows: {rate:.2%}" if rate is not None else "")
-        out.print(f"5. fsck: {'ok' if fsck.ok else 'FAILED'}; audit chain: "
-                  f"{'intact' if chain.ok else 'BROKEN'} ({chain.checked} events)")
+        out.print(
+            f"5. fsck: {'ok' if fsck.ok else 'FAILED'}; audit chain: "
+            f"{'intact' if chain.ok else 'BROKEN'} ({chain.checked} events)"
+        )
         out.print(f"next: loopml -w {location} data show transactions")
 
     emit(as_json, summary, render)

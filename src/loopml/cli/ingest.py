@@ -18,7 +18,8 @@ def ingest(
         typer.Argument(help="A CSV (or .csv.gz), JSON Lines or Parquet file, folder or glob."),
     ] = None,
     contract: Annotated[
-        Path | None, typer.Option("--contract", "-c", help="Data contract YAML (types, rules, key).")
+        Path | None,
+        typer.Option("--contract", "-c", help="Data contract YAML (types, rules, key)."),
     ] = None,
     pii: Annotated[
         list[str] | None,
@@ -29,7 +30,8 @@ def ingest(
         str | None, typer.Option("--from", help="SQLAlchemy URL of the database --query reads.")
     ] = None,
     format: Annotated[
-        str | None, typer.Option("--format", help="csv, jsonl or parquet, when the suffix does not tell.")
+        str | None,
+        typer.Option("--format", help="csv, jsonl or parquet, when the suffix does not tell."),
     ] = None,
     delimiter: Annotated[str, typer.Option("--delimiter", help="CSV field delimiter.")] = ",",
     workspace: WorkspaceOption = None,
@@ -89,8 +91,10 @@ def ingest(
         for reason, count in sorted(data["quarantine_reasons"].items(), key=lambda kv: -kv[1]):
             out.print(f"  quarantined {count:>8,}  {reason}")
         for column, kind in data["pii_warning_kinds"].items():
-            out.print(f"  [yellow]warning[/]: column {column!r} looks like PII ({kind}) and has "
-                      f"no policy; add --pii {column}=hash|mask|redact|drop")
+            out.print(
+                f"  [yellow]warning[/]: column {column!r} looks like PII ({kind}) and has "
+                f"no policy; add --pii {column}=hash|mask|redact|drop"
+            )
         for change, detail in data["schema_changes"].items():
             out.print(f"  schema {change}: {detail}")
 

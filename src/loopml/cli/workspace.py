@@ -13,46 +13,69 @@ from loopml.cli._common import JsonOption, WorkspaceOption, emit, human_bytes, o
 def init(
     directory: Annotated[Path, typer.Argument(help="Workspace folder to create.")] = Path("."),
     metadata: Annotated[
-        str | None, typer.Option("--metadata", help="Metadata URL, e.g. postgresql+psycopg://host/db.")
+        str | None,
+        typer.Option("--metadata", help="Metadata URL, e.g. postgresql+psycopg://host/db."),
     ] = None,
     artifacts: Annotated[
-        str | None, typer.Option("--artifacts", help="Artifact store: a folder or s3://bucket/prefix.")
+        str | None,
+        typer.Option("--artifacts", help="Artifact store: a folder or s3://bucket/prefix."),
     ] = None,
     s3_endpoint_url: Annotated[
         str | None, typer.Option("--s3-endpoint-url", help="Endpoint of an S3-compatible store.")
     ] = None,
-    owner: Annotated[str | None, typer.Option("--owner", help="Default owner of new assets.")] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Default owner of new assets.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace (SQLite and a local folder unless told otherwise)."""
     import loopml
     from loopml.config import write_settings
 
-    values = {"metadata": metadata, "artifacts": artifacts, "s3_endpoint_url": s3_endpoint_url,
-              "owner": owner}
+    values = {
+        "metadata": metadata,
+        "artifacts": artifacts,
+        "s3_endpoint_url": s3_endpoint_url,
+        "owner": owner,
+    }
     if any(values.values()):
         write_settings(directory.absolute(), values)
     with loopml.open(directory) as ws:
         settings = ws.settings
-        data = {"workspace": str(settings.root), "metadata": ws.ctx.metadata.safe_url,
-                "artifacts": settings.artifacts_url, "owner": ws.actor}
-    emit(as_json, data, lambda out: out.print(
-        f"workspace ready at {data['workspace']}\n  metadata  {data['metadata']}\n"
-        f"  artifacts {data['artifacts']}\n  owner     {data['owner']}"
-    ))
+        data = {
+            "workspace": str(settings.root),
+            "metadata": ws.ctx.metadata.safe_url,
+            "artifacts": settings.artifacts_url,
+            "owner": ws.actor,
+        }
+    emit(
+        as_json,
+        data,
+        lambda out: out.print(
+            f"workspace ready at {data['workspace']}\n  metadata  {data['metadata']}\n"
+            f"  artifacts {data['artifacts']}\n  owner     {data['owner']}"
+        ),
+    )
 
 
 def fsck(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Verify every committed object against its sha256; exit 4 if any is missing or corrupt."""
     with open_workspace(workspace) as ws:
         report = ws.fsck()
-    data = {"ok": report.ok, "checked": report.checked, "problems": list(report.problems),
-            "orphans": report.orphans, "staging": report.staging}
+    data = {
+        "ok": report.ok,
+        "checked": report.checked,
+        "problems": list(report.problems),
+        "orphans": report.orphans,
+        "staging": report.staging,
+    }
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         status = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-        out.print(f"fsck: {status}; {report.checked} committed object(s) checked, "
-                  f"{report.orphans} orphan(s), {report.staging} staging entr(ies)")
+        out.print(
+            f"fsck: {status}; {report.checked} committed object(s) checked, "
+            f"{report.orphans} orphan(s), {report.staging} staging entr(ies)"
+        )
         for problem in report.problems:
             out.print(f"  [red]✗[/] {problem}")
         if report.orphans or report.staging:
@@ -65,7 +88,8 @@ def fsck(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None
 
 def gc(
     older_than: Annotated[
-        float, typer.Option("--older-than", help="Only remove what is older than this many seconds.")
+        float,
+        typer.Option("--older-than", help="Only remove what is older than this many seconds."),
     ] = 3600.0,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
@@ -73,9 +97,16 @@ def gc(
     """Remove orphaned staging data and uncommitted objects left by crashed writers."""
     with open_workspace(workspace) as ws:
         report = ws.gc(older_than=older_than)
-    data = {"staging_removed": report.staging_removed, "objects_removed": report.objects_removed,
-            "bytes_freed": report.bytes_freed}
-    emit(as_json, data, lambda out: out.print(
-        f"gc: removed {report.staging_removed} staging entr(ies) and {report.objects_removed} "
-        f"orphaned object(s), {human_bytes(report.bytes_freed)} freed"
-    ))
+    data = {
+        "staging_removed": report.staging_removed,
+        "objects_removed": report.objects_removed,
+        "bytes_freed": report.bytes_freed,
+    }
+    emit(
+        as_json,
+        data,
+        lambda out: out.print(
+            f"gc: removed {report.staging_removed} staging entr(ies) and {report.objects_removed} "
+            f"orphaned object(s), {human_bytes(report.bytes_freed)} freed"
+        ),
+    )

@@ -51,7 +51,9 @@ class DataAPI:
         version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
         return [str(self._ctx.artifacts.local_path(f.sha256)) for f in version.files]
 
-    def batches(self, ref: str | DatasetVersion, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, ref: str | DatasetVersion, batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
         """Stream a version's rows as record batches, in bounded memory."""
         import pyarrow.parquet as pq
 

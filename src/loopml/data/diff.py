@@ -33,7 +33,10 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion) -> dict[str, Any]:
         old_top = {str(v) for v, _ in before.get("top", [])}
         new_top = {str(v) for v, _ in after.get("top", [])}
         if old_top != new_top:
-            changed["top"] = {"added": sorted(new_top - old_top), "removed": sorted(old_top - new_top)}
+            changed["top"] = {
+                "added": sorted(new_top - old_top),
+                "removed": sorted(old_top - new_top),
+            }
         if changed:
             columns[name] = changed
     return {

@@ -23,8 +23,10 @@ def export_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: P
     elif suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
         kind = "csv"
     else:
-        raise InputError(f"{path}: cannot tell the format from the extension",
-                         hint="use .csv, .csv.gz or .parquet")
+        raise InputError(
+            f"{path}: cannot tell the format from the extension",
+            hint="use .csv, .csv.gz or .parquet",
+        )
     if not path.parent.exists():
         raise InputError(f"{path.parent} does not exist", hint="create the folder first")
     partial = path.with_name(f".{path.name}.partial")
@@ -38,8 +40,11 @@ def export_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: P
         else:
             import pyarrow.csv as csv
 
-            sink = pa.CompressedOutputStream(str(partial), "gzip") if suffix.endswith(".gz") \
+            sink = (
+                pa.CompressedOutputStream(str(partial), "gzip")
+                if suffix.endswith(".gz")
                 else pa.OSFile(str(partial), "wb")
+            )
             with sink, csv.CSVWriter(sink, schema) as writer:
                 for batch in batches:
                     writer.write_batch(batch)

@@ -210,14 +210,20 @@ def ingest(
         contract = Contract.load(contract)
     policies = {**(contract.pii if contract else {}), **pii_policies.parse_policies(pii)}
     try:
-        reader = open_source(source, contract=contract, format=format, query=query,
-                             delimiter=delimiter)
+        reader = open_source(
+            source, contract=contract, format=format, query=query, delimiter=delimiter
+        )
         with ctx.artifacts.staging() as folder:
             result = _run(ctx, name, reader, contract, policies, folder, on_progress)
     except LoopMLError as exc:
         with ctx.write() as conn:
-            ctx.audit(conn, "dataset.ingest", f"dataset:{name}", outcome="failed",
-                      details={"error": exc.message})
+            ctx.audit(
+                conn,
+                "dataset.ingest",
+                f"dataset:{name}",
+                outcome="failed",
+                details={"error": exc.message},
+            )
         raise
     return IngestResult(**{**result, "seconds": time.perf_counter() - started})
 
@@ -244,7 +250,11 @@ def _run(
         rows_read = accepted + quarantine.count
         if on_progress:
             on_progress(rows_read, rows_read, total_bytes)
-        if contract and rows_read and quarantine.count / rows_read > contract.max_quarantine_fraction:
+        if (
+            contract
+            and rows_read
+            and quarantine.count / rows_read > contract.max_quarantine_fraction
+        ):
             top = ", ".join(f"{r} ({n})" for r, n in quarantine.reasons.most_common(3))
             raise ContractViolation(
                 f"{reader.description}: {quarantine.count} of {rows_read} rows "
@@ -314,10 +324,15 @@ def _stream(
             source_schema = batch.schema
             unknown = [c for c in policies if c not in batch.schema.names]
             if unknown:
-                raise InputError(f"PII policy for column(s) {', '.join(unknown)}, which the "
-                                 f"source does not have", hint=f"columns: {', '.join(batch.schema.names)}")
+                raise InputError(
+                    f"PII policy for column(s) {', '.join(unknown)}, which the "
+                    f"source does not have",
+                    hint=f"columns: {', '.join(batch.schema.names)}",
+                )
             warnings = pii_policies.detect(batch, policies)
-        reasons = check_batch(batch, contract, seen, item.reasons, connection=con) if contract else None
+        reasons = (
+            check_batch(batch, contract, seen, item.reasons, connection=con) if contract else None
+        )
         if reasons is not None:
             import pyarrow.compute as pc
 

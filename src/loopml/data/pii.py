@@ -44,8 +44,10 @@ def parse_policies(items: list[str] | dict[str, str] | None) -> dict[str, str]:
     policies: dict[str, str] = {}
     for column, policy in pairs:
         if policy not in POLICIES:
-            raise InputError(f"unknown PII policy {policy!r} for column {column!r}",
-                             hint=f"use one of: {', '.join(POLICIES)}")
+            raise InputError(
+                f"unknown PII policy {policy!r} for column {column!r}",
+                hint=f"use one of: {', '.join(POLICIES)}",
+            )
         policies[column] = policy
     return policies
 
@@ -63,7 +65,9 @@ def _map_unique(column: pa.Array, function) -> pa.Array:  # type: ignore[no-unty
         column = column.cast(pa.string())
     strings = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     distinct = pc.unique(strings)
-    mapped = pa.array([None if v is None else function(v) for v in distinct.to_pylist()], pa.string())
+    mapped = pa.array(
+        [None if v is None else function(v) for v in distinct.to_pylist()], pa.string()
+    )
     return pc.take(mapped, pc.index_in(strings, value_set=distinct))
 
 
@@ -77,12 +81,15 @@ def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) 
         if policy == "drop":
             continue
         if policy == "hash":
-            column = _map_unique(column, lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest())
+            column = _map_unique(
+                column, lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+            )
         elif policy == "mask":
             column = _map_unique(column, lambda v: "*" * max(len(v) - 4, 0) + v[-4:])
         elif policy == "redact":
-            column = pc.if_else(pc.is_valid(column), pa.scalar(REDACTED),
-                                pa.nulls(len(column), pa.string()))
+            column = pc.if_else(
+                pc.is_valid(column), pa.scalar(REDACTED), pa.nulls(len(column), pa.string())
+            )
         names.append(name)
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -147,8 +154,11 @@ def detect(batch: pa.RecordBatch, policies: dict[str, str], sample: int = 200) -
         if name in policies:
             continue
         kind = None
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
-                or pa.types.is_integer(column.type):
+        if (
+            pa.types.is_string(column.type)
+            or pa.types.is_large_string(column.type)
+            or pa.types.is_integer(column.type)
+        ):
             values = [str(v) for v in column.drop_null().slice(0, sample).to_pylist()]
             kinds = [_looks_like(v) for v in values]
             if pa.types.is_integer(column.type):  # long ids are not phone numbers

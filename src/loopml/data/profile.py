@@ -49,7 +49,9 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
     """
     import duckdb
 
-    profile: dict[str, dict[str, Any]] = {field.name: {"kind": _kind(field.type)} for field in schema}
+    profile: dict[str, dict[str, Any]] = {
+        field.name: {"kind": _kind(field.type)} for field in schema
+    }
     if not paths or not len(schema):
         return profile
     con = duckdb.connect()
@@ -68,8 +70,13 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
         if kind == "numeric":
             numeric = f"CAST({column} AS DOUBLE)"
             quantiles = ", ".join(str(q) for q in QUANTILES)
-            selects += [f"min({numeric})", f"max({numeric})", f"avg({numeric})",
-                        f"stddev_samp({numeric})"]
+            native = column if pa.types.is_integer(field.type) else numeric
+            selects += [
+                f"min({native})",
+                f"max({native})",
+                f"avg({numeric})",
+                f"stddev_samp({numeric})",
+            ]
             layout += [(field.name, k) for k in ("min", "max", "mean", "std")]
             quantile_selects.append(f"quantile_cont({numeric}, [{quantiles}])")
             quantile_columns.append(field.name)

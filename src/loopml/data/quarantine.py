@@ -20,19 +20,23 @@ import pyarrow.parquet as pq
 from loopml.data.pii import REDACTED, apply_policies
 from loopml.data.sources import Source
 
-SCHEMA = pa.schema([
-    pa.field("file", pa.string()),
-    pa.field("row", pa.int64()),
-    pa.field("reason", pa.string()),
-    pa.field("detail", pa.string()),
-    pa.field("record", pa.string()),
-])
-_SPOOL = pa.schema([
-    pa.field("file", pa.string()),
-    pa.field("index", pa.int64()),
-    pa.field("reason", pa.string()),
-    pa.field("record", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("record", pa.string()),
+    ]
+)
+_SPOOL = pa.schema(
+    [
+        pa.field("file", pa.string()),
+        pa.field("index", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("record", pa.string()),
+    ]
+)
 _PII_IN_TEXT = re.compile(
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"  # emails
     r"|\b(?:\d[ -]?){12,18}\d\b"  # card-like digit runs
@@ -66,7 +70,12 @@ class Quarantine:
         rows = apply_policies(rows, self.policies, self.key)
         records = [orjson.dumps(r, default=str).decode() for r in rows.to_pylist()]
         spool = pa.RecordBatch.from_arrays(
-            [pa.array([file] * rows.num_rows), pa.array(index, pa.int64()), texts, pa.array(records)],
+            [
+                pa.array([file] * rows.num_rows),
+                pa.array(index, pa.int64()),
+                texts,
+                pa.array(records),
+            ],
             schema=_SPOOL,
         )
         if self._spool is None:
@@ -85,11 +94,21 @@ class Quarantine:
         path = self.folder / "quarantine.parquet"
         with pq.ParquetWriter(path, SCHEMA) as writer:
             if source.rejects:
-                writer.write_table(pa.Table.from_pylist([
-                    {"file": r.file, "row": r.row, "reason": r.reason, "detail": r.detail,
-                     "record": self._scrub(r.record)}
-                    for r in source.rejects
-                ], schema=SCHEMA))
+                writer.write_table(
+                    pa.Table.from_pylist(
+                        [
+                            {
+                                "file": r.file,
+                                "row": r.row,
+                                "reason": r.reason,
+                                "detail": r.detail,
+                                "record": self._scrub(r.record),
+                            }
+                            for r in source.rejects
+                        ],
+                        schema=SCHEMA,
+                    )
+                )
             if self._spool is not None:
                 spool = pq.ParquetFile(self.folder / "quarantine-spool.parquet")
                 for batch in spool.iter_batches():
@@ -99,11 +118,18 @@ class Quarantine:
                     for file in set(files):
                         picked = np.array([f == file for f in files])
                         rows[picked] = source.row_numbers(file, index[picked])
-                    writer.write_batch(pa.RecordBatch.from_arrays(
-                        [batch.column("file"), pa.array(rows), batch.column("reason"),
-                         pa.nulls(len(rows), pa.string()), batch.column("record")],
-                        schema=SCHEMA,
-                    ))
+                    writer.write_batch(
+                        pa.RecordBatch.from_arrays(
+                            [
+                                batch.column("file"),
+                                pa.array(rows),
+                                batch.column("reason"),
+                                pa.nulls(len(rows), pa.string()),
+                                batch.column("record"),
+                            ],
+                            schema=SCHEMA,
+                        )
+                    )
         return path
 
     def _scrub(self, record: str | None) -> str | None:

@@ -115,10 +115,13 @@ def expand_paths(source: str) -> list[str]:
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
     elif any(ch in source for ch in "*?["):
-        files = sorted(p for p in glob.glob(os.path.expanduser(source), recursive=True)
-                       if os.path.isfile(p))
+        files = sorted(
+            p for p in glob.glob(os.path.expanduser(source), recursive=True) if os.path.isfile(p)
+        )
     elif path.is_file():
         files = [str(path)]
     else:
@@ -149,8 +152,10 @@ def detect_format(files: list[str], declared: str | None = None) -> str:
                 hint="name files .csv, .csv.gz, .jsonl, .jsonl.gz or .parquet, or pass --format",
             )
     if len(kinds) > 1:
-        raise InputError(f"the source mixes formats ({', '.join(sorted(kinds))})",
-                         hint="ingest each format separately")
+        raise InputError(
+            f"the source mixes formats ({', '.join(sorted(kinds))})",
+            hint="ingest each format separately",
+        )
     return kinds.pop()
 
 
@@ -214,7 +219,11 @@ class CSVSource(Source):
 
     @property
     def description(self) -> str:
-        return self.files[0] if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        return (
+            self.files[0]
+            if len(self.files) == 1
+            else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        )
 
     def total_bytes(self) -> int | None:
         return sum(os.path.getsize(name) for name in self.files)
@@ -230,8 +239,9 @@ class CSVSource(Source):
         try:
             text = first.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(f"{path}, line 1: the header is not UTF-8 text",
-                             hint="convert the file to UTF-8") from exc
+            raise InputError(
+                f"{path}, line 1: the header is not UTF-8 text", hint="convert the file to UTF-8"
+            ) from exc
         if not text.strip():
             raise InputError(f"{path}: the file is empty or has no header row")
         names = next(csv.reader(io.StringIO(text), delimiter=self.delimiter))
@@ -277,7 +287,9 @@ class CSVSource(Source):
             for batch in reader:
                 yield from _split_by_file(batch, counts)
         except duckdb.Error as exc:
-            raise InputError(f"{self.description}: cannot be read as CSV: {_first_line(exc)}") from exc
+            raise InputError(
+                f"{self.description}: cannot be read as CSV: {_first_line(exc)}"
+            ) from exc
         self._collect_rejects(con)
         con.close()
 
@@ -298,7 +310,11 @@ class CSVSource(Source):
 
 def _csv_reason(kind: str, column: str | None, contract: Contract | None) -> str:
     if kind == "CAST":
-        wanted = contract.columns[column].type if contract and column in contract.columns else "the inferred type"
+        wanted = (
+            contract.columns[column].type
+            if contract and column in contract.columns
+            else "the inferred type"
+        )
         return f"{column}: not a valid {wanted}"
     return {
         "TOO MANY COLUMNS": "ragged row: too many fields",
@@ -326,14 +342,20 @@ def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[So
 
         encoded = pc.run_end_encode(files)
         runs, start = [], 0
-        for value, end in zip(encoded.values.to_pylist(), encoded.run_ends.to_pylist(), strict=True):
+        for value, end in zip(
+            encoded.values.to_pylist(), encoded.run_ends.to_pylist(), strict=True
+        ):
             runs.append((value, start, end))
             start = end
     for file, start, end in runs:
         offset = counts.get(file, 0)
         counts[file] = offset + (end - start)
-        yield SourceBatch(data.slice(start, end - start), file, offset,
-                          None if reasons is None else reasons.slice(start, end - start))
+        yield SourceBatch(
+            data.slice(start, end - start),
+            file,
+            offset,
+            None if reasons is None else reasons.slice(start, end - start),
+        )
 
 
 def _sql_string(text: str) -> str:
@@ -377,7 +399,11 @@ class JSONLinesSource(Source):
 
     @property
     def description(self) -> str:
-        return self.files[0] if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        return (
+            self.files[0]
+            if len(self.files) == 1
+            else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        )
 
     def total_bytes(self) -> int | None:
         return sum(os.path.getsize(name) for name in self.files)
@@ -412,8 +438,10 @@ class JSONLinesSource(Source):
     def _parse_block(self, file: str, lines: list[bytes], first_row: int) -> pa.Table:
         import pyarrow.json as pj
 
-        options = pj.ParseOptions(explicit_schema=self.schema,
-                                  unexpected_field_behavior="error" if self.contract else "infer")
+        options = pj.ParseOptions(
+            explicit_schema=self.schema,
+            unexpected_field_behavior="error" if self.contract else "infer",
+        )
         blank = [i for i, line in enumerate(lines) if not line.strip()]
         try:
             if blank:
@@ -440,25 +468,43 @@ class JSONLinesSource(Source):
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                reason = "undecodable bytes: not UTF-8" if "utf-8" in str(exc).lower() else "invalid JSON"
+                reason = (
+                    "undecodable bytes: not UTF-8"
+                    if "utf-8" in str(exc).lower()
+                    else "invalid JSON"
+                )
                 self.reject(file, row, reason, str(exc), line.decode("utf-8", "replace")[:2000])
                 continue
             if not isinstance(value, dict):
-                self.reject(file, row, "not a JSON object", f"got {type(value).__name__}",
-                            line.decode("utf-8", "replace")[:2000])
+                self.reject(
+                    file,
+                    row,
+                    "not a JSON object",
+                    f"got {type(value).__name__}",
+                    line.decode("utf-8", "replace")[:2000],
+                )
                 continue
             if self.schema is not None:
                 try:
-                    options = pj.ParseOptions(explicit_schema=self.schema,
-                                              unexpected_field_behavior="error" if self.contract else "ignore")
+                    options = pj.ParseOptions(
+                        explicit_schema=self.schema,
+                        unexpected_field_behavior="error" if self.contract else "ignore",
+                    )
                     pj.read_json(io.BytesIO(line), parse_options=options).cast(self.schema)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                    self.reject(file, row, _json_reason(str(exc)), _first_line(exc),
-                                line.decode("utf-8", "replace")[:2000])
+                    self.reject(
+                        file,
+                        row,
+                        _json_reason(str(exc)),
+                        _first_line(exc),
+                        line.decode("utf-8", "replace")[:2000],
+                    )
                     continue
             good.append(line if line.endswith(b"\n") else line + b"\n")
         if not good:
-            return pa.table({f.name: pa.array([], f.type) for f in self.schema} if self.schema else {})
+            return pa.table(
+                {f.name: pa.array([], f.type) for f in self.schema} if self.schema else {}
+            )
         options = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="ignore")
         table = pj.read_json(io.BytesIO(b"".join(good)), parse_options=options)
         if self.schema is None:
@@ -477,8 +523,12 @@ def _json_reason(message: str) -> str:
 def _arrow_schema(contract: Contract) -> pa.Schema:
     from loopml.data.contract import ARROW_TYPES
 
-    return pa.schema([pa.field(name, _arrow_type(ARROW_TYPES[rule.type]))
-                      for name, rule in contract.columns.items()])
+    return pa.schema(
+        [
+            pa.field(name, _arrow_type(ARROW_TYPES[rule.type]))
+            for name, rule in contract.columns.items()
+        ]
+    )
 
 
 def _arrow_type(name: str) -> pa.DataType:
@@ -504,7 +554,9 @@ class ParquetSource(Source):
         try:
             self.metas = [pq.ParquetFile(name) for name in files]
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{files[0]}: not a readable Parquet file: {_first_line(exc)}") from exc
+            raise InputError(
+                f"{files[0]}: not a readable Parquet file: {_first_line(exc)}"
+            ) from exc
         first = self.metas[0].schema_arrow
         for name, meta in zip(files[1:], self.metas[1:], strict=True):
             if meta.schema_arrow.names != first.names:
@@ -514,7 +566,11 @@ class ParquetSource(Source):
 
     @property
     def description(self) -> str:
-        return self.files[0] if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        return (
+            self.files[0]
+            if len(self.files) == 1
+            else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        )
 
     def total_rows(self) -> int | None:
         return sum(meta.metadata.num_rows for meta in self.metas)
@@ -544,8 +600,10 @@ class SQLSource(Source):
         try:
             self.url = sa.engine.make_url(url)
         except sa.exc.ArgumentError as exc:
-            raise InputError("--from is not a database URL",
-                             hint="for example sqlite:///app.db or postgresql+psycopg://host/db") from exc
+            raise InputError(
+                "--from is not a database URL",
+                hint="for example sqlite:///app.db or postgresql+psycopg://host/db",
+            ) from exc
         self.query = query
         self.contract = contract
 
@@ -561,7 +619,9 @@ class SQLSource(Source):
         try:
             engine = sa.create_engine(self.url)
         except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-            raise InputError(f"cannot connect to {self.url.render_as_string(hide_password=True)}: {exc}") from exc
+            raise InputError(
+                f"cannot connect to {self.url.render_as_string(hide_password=True)}: {exc}"
+            ) from exc
         accepted = 0
         row = 0
         try:
@@ -581,8 +641,9 @@ class SQLSource(Source):
                         yield SourceBatch(good, file, accepted)
                         accepted += good.num_rows
         except sa.exc.SQLAlchemyError as exc:
-            raise InputError(f"the query failed: {_first_line(exc)}",
-                             hint="check the SQL and the database URL") from exc
+            raise InputError(
+                f"the query failed: {_first_line(exc)}", hint="check the SQL and the database URL"
+            ) from exc
         finally:
             engine.dispose()
 
@@ -594,8 +655,14 @@ def _to_arrow(values: tuple[Any, ...]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def coerce(source: Source, file: str, batch: pa.RecordBatch, first_row: int, accepted: int,
-           contract: Contract | None) -> pa.RecordBatch:
+def coerce(
+    source: Source,
+    file: str,
+    batch: pa.RecordBatch,
+    first_row: int,
+    accepted: int,
+    contract: Contract | None,
+) -> pa.RecordBatch:
     """Cast a typed batch to the contract's types; rows whose values do not cast are rejected.
 
     ``first_row`` is the 0-based record index of the batch's first row in ``file``.
@@ -637,8 +704,13 @@ def coerce(source: Source, file: str, batch: pa.RecordBatch, first_row: int, acc
 
     records = batch.to_pylist()
     for index in np.flatnonzero(bad):
-        source.reject(file, first_row + int(index) + 1, reasons[int(index)],
-                      "the value cannot be cast", orjson.dumps(records[index], default=str).decode())
+        source.reject(
+            file,
+            first_row + int(index) + 1,
+            reasons[int(index)],
+            "the value cannot be cast",
+            orjson.dumps(records[index], default=str).decode(),
+        )
     return result.filter(pa.array(~bad))
 
 
@@ -654,7 +726,9 @@ def _try_cast(column: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
     try:
         con.register("loopml_input", pa.table({"v": column}))
         source = "v" if pa.types.is_string(column.type) else "CAST(v AS VARCHAR)"
-        cast = con.sql(f"SELECT TRY_CAST({source} AS {sql_type}) AS v FROM loopml_input").to_arrow_table()
+        cast = con.sql(
+            f"SELECT TRY_CAST({source} AS {sql_type}) AS v FROM loopml_input"
+        ).to_arrow_table()
     finally:
         con.close()
     values = cast.column("v").combine_chunks().cast(_arrow_type(ARROW_TYPES[type_name]))

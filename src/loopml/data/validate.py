@@ -7,11 +7,11 @@ run in contract order, then the unique key. Reasons are short and categorical
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from typing import Any
 
 from loopml.data.contract import DUCKDB_TYPES, Contract
 
@@ -101,19 +101,31 @@ def rules_sql(contract: Contract) -> str | None:
         if not rule.nullable:
             checks.append((f"{column} IS NULL", f"{name}: null not allowed"))
         if rule.min is not None:
-            checks.append((f"{column} < {_sql_literal(rule.min, rule.type)}", f"{name}: below min {rule.min}"))
+            checks.append(
+                (f"{column} < {_sql_literal(rule.min, rule.type)}", f"{name}: below min {rule.min}")
+            )
         if rule.max is not None:
-            checks.append((f"{column} > {_sql_literal(rule.max, rule.type)}", f"{name}: above max {rule.max}"))
+            checks.append(
+                (f"{column} > {_sql_literal(rule.max, rule.type)}", f"{name}: above max {rule.max}")
+            )
         if rule.allowed is not None:
             values = ", ".join(_sql_literal(v, rule.type) for v in rule.allowed)
             checks.append((f"{column} NOT IN ({values})", f"{name}: not an allowed value"))
         if rule.regex is not None:
             pattern = _sql_literal(rule.regex, "string")
-            checks.append((f"NOT regexp_full_match({column}, {pattern})",
-                           f"{name}: does not match {rule.regex}"))
-        cases += [f"WHEN {condition} THEN {_sql_literal(reason, 'string')}" for condition, reason in checks]
+            checks.append(
+                (
+                    f"NOT regexp_full_match({column}, {pattern})",
+                    f"{name}: does not match {rule.regex}",
+                )
+            )
+        cases += [
+            f"WHEN {condition} THEN {_sql_literal(reason, 'string')}"
+            for condition, reason in checks
+        ]
     for name in contract.unique:
-        cases.append(f"WHEN {_quote(name)} IS NULL THEN {_sql_literal(f'{name}: null in the unique key', 'string')}")
+        reason = _sql_literal(f"{name}: null in the unique key", "string")
+        cases.append(f"WHEN {_quote(name)} IS NULL THEN {reason}")
     if not cases:
         return None
     return "CASE " + " ".join(cases) + " END"
@@ -142,22 +154,32 @@ def check_batch(
         con = connection or duckdb.connect()
         con.register("loopml_batch", pa.Table.from_batches([batch]))
         try:
-            reasons = con.execute(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
+            reasons = (
+                con.execute(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
+            )
         finally:
             con.unregister("loopml_batch")
         reasons = reasons.combine_chunks()
     if reasons is not None and reasons.null_count == len(reasons):
         reasons = None
     if contract.unique and seen is not None:
-        failing = np.zeros(len(batch), dtype=bool) if reasons is None \
+        failing = (
+            np.zeros(len(batch), dtype=bool)
+            if reasons is None
             else pc.is_valid(reasons).to_numpy(zero_copy_only=False)
-        keys = key_hashes(batch.filter(pa.array(~failing)) if failing.any() else batch, contract.unique)
+        )
+        keys = key_hashes(
+            batch.filter(pa.array(~failing)) if failing.any() else batch, contract.unique
+        )
         # Rows already quarantined for another reason do not claim their key.
         duplicate = np.zeros(len(batch), dtype=bool)
         duplicate[~failing] = seen.add_batch(keys)
         if duplicate.any():
             text = pa.scalar(f"duplicate key ({', '.join(contract.unique)})")
             mask = pa.array(duplicate)
-            reasons = pc.if_else(mask, text, pa.nulls(len(batch), pa.string())) if reasons is None \
+            reasons = (
+                pc.if_else(mask, text, pa.nulls(len(batch), pa.string()))
+                if reasons is None
                 else pc.if_else(mask, text, reasons)
+            )
     return reasons

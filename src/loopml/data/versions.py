@@ -44,10 +44,12 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 def content_id(schema: Sequence[Column], files: Sequence[StoredObject]) -> str:
     """The version id: a hash of the schema and the data files' hashes, in order."""
-    body = orjson.dumps({
-        "schema": [[c.name, c.type, c.nullable] for c in schema],
-        "files": [f.sha256 for f in files],
-    })
+    body = orjson.dumps(
+        {
+            "schema": [[c.name, c.type, c.nullable] for c in schema],
+            "files": [f.sha256 for f in files],
+        }
+    )
     return hashlib.sha256(body).hexdigest()
 
 
@@ -106,7 +108,9 @@ def resolve(conn: Connection, ref: str) -> DatasetVersion:
     if version is None:
         found = latest(conn, name)
         if found is None:
-            raise NotFound(f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets")
+            raise NotFound(
+                f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets"
+            )
         return found
     if version.isdigit() and len(version) < 9:
         row = conn.execute(query.where(dataset_versions.c.number == int(version))).first()
@@ -114,8 +118,9 @@ def resolve(conn: Connection, ref: str) -> DatasetVersion:
             return _from_row(row)
     if len(version) >= 4 and all(c in "0123456789abcdef" for c in version.lower()):
         rows = conn.execute(
-            query.where(dataset_versions.c.id.startswith(version.lower()))
-            .order_by(dataset_versions.c.number.desc())
+            query.where(dataset_versions.c.id.startswith(version.lower())).order_by(
+                dataset_versions.c.number.desc()
+            )
         ).all()
         ids = {row.id for row in rows}
         if len(ids) > 1:
@@ -124,8 +129,10 @@ def resolve(conn: Connection, ref: str) -> DatasetVersion:
             return _from_row(rows[0])
     if not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == name)).first():
         raise NotFound(f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets")
-    raise NotFound(f"dataset {name!r} has no version {version!r}",
-                   hint=f"`loopml data show {name}` lists its versions")
+    raise NotFound(
+        f"dataset {name!r} has no version {version!r}",
+        hint=f"`loopml data show {name}` lists its versions",
+    )
 
 
 def list_datasets(conn: Connection) -> list[tuple[Dataset, DatasetVersion | None, int]]:
@@ -135,8 +142,13 @@ def list_datasets(conn: Connection) -> list[tuple[Dataset, DatasetVersion | None
         count = conn.execute(
             sa.select(sa.func.count()).where(dataset_versions.c.dataset == row.name)
         ).scalar_one()
-        result.append((Dataset(row.name, row.owner, row.created_at, row.description),
-                       latest(conn, row.name), count))
+        result.append(
+            (
+                Dataset(row.name, row.owner, row.created_at, row.description),
+                latest(conn, row.name),
+                count,
+            )
+        )
     return result
 
 
@@ -147,16 +159,24 @@ def list_versions(conn: Connection, name: str) -> list[DatasetVersion]:
         .where(dataset_versions.c.dataset == check_name(name))
         .order_by(dataset_versions.c.number.desc())
     ).all()
-    if not rows and not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == name)).first():
+    if (
+        not rows
+        and not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == name)).first()
+    ):
         raise NotFound(f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets")
     return [_from_row(row) for row in rows]
 
 
 def all_versions(conn: Connection) -> list[DatasetVersion]:
     """Every committed version of every dataset."""
-    return [_from_row(row) for row in conn.execute(
-        sa.select(dataset_versions).order_by(dataset_versions.c.dataset, dataset_versions.c.number)
-    )]
+    return [
+        _from_row(row)
+        for row in conn.execute(
+            sa.select(dataset_versions).order_by(
+                dataset_versions.c.dataset, dataset_versions.c.number
+            )
+        )
+    ]
 
 
 def schema_changes(previous: Sequence[Column] | None, current: Sequence[Column]) -> dict[str, Any]:
@@ -170,7 +190,9 @@ def schema_changes(previous: Sequence[Column] | None, current: Sequence[Column])
         changes["added"] = added
     if removed := [n for n in before if n not in after]:
         changes["removed"] = removed
-    if retyped := {n: [before[n], after[n]] for n in after if n in before and before[n] != after[n]}:
+    if retyped := {
+        n: [before[n], after[n]] for n in after if n in before and before[n] != after[n]
+    }:
         changes["retyped"] = retyped
     return changes
 
@@ -203,46 +225,63 @@ def commit(
     stored = [*files, *([quarantine] if quarantine else [])]
     for obj in stored:
         if not ctx.artifacts.exists(obj.sha256):
-            raise StoreError(f"object {obj.sha256[:12]} vanished before commit",
-                             hint="was `loopml gc` run with --older-than 0 during an ingest?")
+            raise StoreError(
+                f"object {obj.sha256[:12]} vanished before commit",
+                hint="was `loopml gc` run with --older-than 0 during an ingest?",
+            )
     now = datetime.now(UTC)
     version_id = content_id(schema, files)
     with ctx.write() as conn:
         if not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == dataset)).first():
-            conn.execute(datasets.insert().values(name=dataset, owner=ctx.actor, created_at=now,
-                                                  description=""))
+            conn.execute(
+                datasets.insert().values(
+                    name=dataset, owner=ctx.actor, created_at=now, description=""
+                )
+            )
         previous = latest(conn, dataset)
         number = previous.number + 1 if previous else 1
         changes = schema_changes(previous.schema if previous else None, schema)
-        known = set(conn.execute(
-            sa.select(objects.c.sha256).where(objects.c.sha256.in_([o.sha256 for o in stored]))
-        ).scalars())
+        known = set(
+            conn.execute(
+                sa.select(objects.c.sha256).where(objects.c.sha256.in_([o.sha256 for o in stored]))
+            ).scalars()
+        )
         for obj in {o.sha256: o for o in stored if o.sha256 not in known}.values():
             conn.execute(objects.insert().values(sha256=obj.sha256, size=obj.size, created_at=now))
         row_count = sum(f.rows or 0 for f in files)
-        conn.execute(dataset_versions.insert().values(
-            dataset=dataset,
-            number=number,
-            id=version_id,
-            schema=[{"name": c.name, "type": c.type, "nullable": c.nullable} for c in schema],
-            row_count=row_count,
-            files=[_as_dict(f) for f in files],
-            source=source,
-            owner=ctx.actor,
-            created_at=now,
-            rows_read=rows_read,
-            rows_quarantined=rows_read - row_count,
-            quarantine=_as_dict(quarantine) if quarantine else None,
-            quarantine_reasons=dict(quarantine_reasons or {}),
-            profile=profile or {},
-            schema_changes=changes,
-            pii=dict(pii or {}),
-            pii_warnings=list(pii_warnings),
-            tier="hot",
-            meta=meta or {},
-        ))
-        ctx.audit(conn, action, f"dataset:{dataset}@{number}", details={
-            "id": version_id, "rows": row_count, "rows_read": rows_read,
-            "rows_quarantined": rows_read - row_count, "source": source,
-        })
+        conn.execute(
+            dataset_versions.insert().values(
+                dataset=dataset,
+                number=number,
+                id=version_id,
+                schema=[{"name": c.name, "type": c.type, "nullable": c.nullable} for c in schema],
+                row_count=row_count,
+                files=[_as_dict(f) for f in files],
+                source=source,
+                owner=ctx.actor,
+                created_at=now,
+                rows_read=rows_read,
+                rows_quarantined=rows_read - row_count,
+                quarantine=_as_dict(quarantine) if quarantine else None,
+                quarantine_reasons=dict(quarantine_reasons or {}),
+                profile=profile or {},
+                schema_changes=changes,
+                pii=dict(pii or {}),
+                pii_warnings=list(pii_warnings),
+                tier="hot",
+                meta=meta or {},
+            )
+        )
+        ctx.audit(
+            conn,
+            action,
+            f"dataset:{dataset}@{number}",
+            details={
+                "id": version_id,
+                "rows": row_count,
+                "rows_read": rows_read,
+                "rows_quarantined": rows_read - row_count,
+                "source": source,
+            },
+        )
         return resolve(conn, f"{dataset}@{number}")

@@ -13,7 +13,9 @@ class AuditAPI:
     def __init__(self, metadata: MetadataStore) -> None:
         self._metadata = metadata
 
-    def ls(self, limit: int = 50, action: str | None = None, target: str | None = None) -> list[AuditEvent]:
+    def ls(
+        self, limit: int = 50, action: str | None = None, target: str | None = None
+    ) -> list[AuditEvent]:
         """The newest events first, optionally filtered by action or target prefix."""
         with self._metadata.read() as conn:
             return audit.events(conn, limit=limit, action=action, target=target)

@@ -145,15 +145,25 @@ def verify(conn: Connection) -> ChainReport:
                 else f"event {event.seq} is out of sequence"
             )
         if event.prev_hash != prev_hash:
-            problems.append(f"event {event.seq} ({event.action} {event.target}) does not "
-                            "link to the event before it")
+            problems.append(
+                f"event {event.seq} ({event.action} {event.target}) does not "
+                "link to the event before it"
+            )
         recomputed = _event_hash(
-            event.seq, event.time, event.actor, event.action, event.target,
-            event.outcome, event.details, event.prev_hash,
+            event.seq,
+            event.time,
+            event.actor,
+            event.action,
+            event.target,
+            event.outcome,
+            event.details,
+            event.prev_hash,
         )
         if recomputed != event.hash:
-            problems.append(f"event {event.seq} ({event.action} {event.target}) was edited: "
-                            "its hash does not match its contents")
+            problems.append(
+                f"event {event.seq} ({event.action} {event.target}) was edited: "
+                "its hash does not match its contents"
+            )
         expected_seq, prev_hash = event.seq + 1, event.hash
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).first()
     if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
