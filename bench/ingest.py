@@ -192,6 +192,8 @@ def measure(name: str, csv: Path, contract: Path, workdir: Path, timeout: float)
 
 def summarize(name: str, rounds: list[dict]) -> dict:
     """Folds the rounds of one contender into its JSON line."""
+    if not rounds:
+        return {"name": name, "error": "not run"}
     failed = [r["error"] for r in rounds if "error" in r]
     if failed:
         return {"name": name, "error": failed[0], "failed_rounds": len(failed)}
@@ -267,7 +269,7 @@ def main() -> None:
                 rounds[name].append(measure(name, csv, contract, workdir, timeout=1800))
                 shutil.rmtree(workdir, ignore_errors=True)
         lines = {name: summarize(name, rounds[name]) for name in names}
-        if "error" in lines["loopml_sdk"]:
+        if rounds["loopml_sdk"] and "error" in lines["loopml_sdk"]:
             lines["loopml_sdk"]["note"] = "SDK call failed; loopml figures use the CLI only"
         for line in lines.values():
             print(json.dumps(line), flush=True)

@@ -39,7 +39,8 @@ def console(stderr: bool = False) -> Console:
     """A Rich console on stdout (or stderr, for progress and warnings)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # markup=False: user text (reasons with regexes, paths) must print as written.
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False)
 
 
 def _default(value: Any) -> Any:

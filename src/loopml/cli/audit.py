@@ -55,11 +55,11 @@ def verify(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> No
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         if report.ok:
-            out.print(f"audit chain [green]intact[/]: {report.checked} event(s) verified")
+            out.print(f"audit chain intact: {report.checked} event(s) verified")
         else:
-            out.print(f"audit chain [red]broken[/]: {len(report.problems)} problem(s)")
+            out.print(f"audit chain broken: {len(report.problems)} problem(s)")
             for problem in report.problems:
-                out.print(f"  [red]✗[/] {problem}")
+                out.print(f"  ✗ {problem}")
 
     emit(as_json, data, render)
     if not report.ok:

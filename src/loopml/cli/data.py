@@ -80,7 +80,7 @@ def show(
     def render(out) -> None:  # type: ignore[no-untyped-def]
         from rich.table import Table
 
-        out.print(f"[bold]{version.ref}[/]  id {version.id}")
+        out.print(f"{version.ref}  id {version.id}")
         out.print(
             f"owner {version.owner}, committed {age(version.created_at)}, source {version.source}"
         )
@@ -94,13 +94,18 @@ def show(
         if version.pii:
             out.print("PII policies: " + ", ".join(f"{c}={p}" for c, p in version.pii.items()))
         if version.pii_warnings:
-            out.print("[yellow]likely PII without a policy[/]: " + ", ".join(version.pii_warnings))
+            out.print("likely PII without a policy: " + ", ".join(version.pii_warnings))
         if version.schema_changes:
             out.print(f"schema changes: {dict(version.schema_changes)}")
         table = Table("column", "type", "nulls", "distinct", "min", "max", "mean", "top")
         for column in version.schema:
             stats = version.profile.get(column.name, {})
-            top = ", ".join(f"{v}" for v, _ in stats.get("top", [])[:3])
+            top = ", ".join(
+                f"{v}"
+                for v, _ in stats.get(
+                    "top",
+                )[:3]
+            )
             table.add_row(
                 column.name,
                 column.type,
@@ -141,7 +146,7 @@ def diff(
 
         same = " (same content)" if data["same_content"] else ""
         out.print(
-            f"[bold]{data['a']} → {data['b']}[/]{same}: rows {data['rows']['a']:,} → "
+            f"{data['a']} → {data['b']}{same}: rows {data['rows']['a']:,} → "
             f"{data['rows']['b']:,} ({data['rows']['delta']:+,})"
         )
         for change, detail in data["schema"].items():

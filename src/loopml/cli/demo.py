@@ -40,7 +40,7 @@ def demo(
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         ing = summary["ingest"]
-        out.print("[bold]loopml demo: card-fraud transactions[/]")
+        out.print("loopml demo: card-fraud transactions")
         out.print(
             f"1. generated {generated['rows']:,} transactions with "
             f"{sum(generated['dirty'].values())} dirty rows → {csv_path}"

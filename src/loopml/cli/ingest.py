@@ -54,7 +54,7 @@ def ingest(
     ws = open_workspace(workspace)
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("ingesting [bold]{task.fields[name]}[/]"),
+        TextColumn("ingesting {task.fields[name]}"),
         TextColumn("{task.completed:,.0f} rows"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
@@ -84,7 +84,7 @@ def ingest(
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         out.print(
-            f"[bold green]{data['ref']}[/] ({data['id'][:12]}): {data['rows_accepted']:,} rows "
+            f"{data['ref']} ({data['id'][:12]}): {data['rows_accepted']:,} rows "
             f"accepted, {data['rows_quarantined']:,} quarantined of {data['rows_read']:,} read "
             f"in {data['seconds']:.2f}s"
         )
@@ -92,7 +92,7 @@ def ingest(
             out.print(f"  quarantined {count:>8,}  {reason}")
         for column, kind in data["pii_warning_kinds"].items():
             out.print(
-                f"  [yellow]warning[/]: column {column!r} looks like PII ({kind}) and has "
+                f"  warning: column {column!r} looks like PII ({kind}) and has "
                 f"no policy; add --pii {column}=hash|mask|redact|drop"
             )
         for change, detail in data["schema_changes"].items():

@@ -71,13 +71,13 @@ def fsck(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None
     }
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
-        status = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         out.print(
             f"fsck: {status}; {report.checked} committed object(s) checked, "
             f"{report.orphans} orphan(s), {report.staging} staging entr(ies)"
         )
         for problem in report.problems:
-            out.print(f"  [red]✗[/] {problem}")
+            out.print(f"  ✗ {problem}")
         if report.orphans or report.staging:
             out.print("  `loopml gc` removes orphans and staging data")
 

@@ -14,6 +14,7 @@ staging data behind, which ``gc`` removes; nothing half-written is ever visible.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -26,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopml.context import Context
+from loopml.data import _duckdb, versions
 from loopml.data import pii as pii_policies
-from loopml.data import versions
 from loopml.data.contract import Contract
 from loopml.data.profile import profile_files
 from loopml.data.quarantine import Quarantine
@@ -50,7 +51,8 @@ class IngestResult:
     rows_accepted: int
     rows_quarantined: int
     quarantine_reasons: dict[str, int]
-    pii_warnings: dict[str, str]
+    pii_warnings: list[str]
+    pii_warning_kinds: dict[str, str]
     schema_changes: dict[str, Any]
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +68,8 @@ class IngestResult:
             "rows_accepted": self.rows_accepted,
             "rows_quarantined": self.rows_quarantined,
             "quarantine_reasons": self.quarantine_reasons,
-            "pii_warnings": sorted(self.pii_warnings),
-            "pii_warning_kinds": self.pii_warnings,
+            "pii_warnings": self.pii_warnings,
+            "pii_warning_kinds": self.pii_warning_kinds,
             "pii_applied": dict(self.version.pii),
             "schema_changes": self.schema_changes,
             "seconds": round(self.seconds, 3),
@@ -167,7 +169,7 @@ def _columns(schema: pa.Schema, contract: Contract | None) -> list[Column]:
 def ingest(
     ctx: Context,
     name: str,
-    source: str | None = None,
+    source: str | os.PathLike[str] | None = None,
     *,
     contract: Contract | str | Path | None = None,
     pii: dict[str, str] | list[str] | None = None,
@@ -295,7 +297,8 @@ def _run(
         "rows_accepted": accepted,
         "rows_quarantined": quarantine.count,
         "quarantine_reasons": dict(quarantine.reasons),
-        "pii_warnings": warnings or {},
+        "pii_warnings": sorted(warnings or {}),
+        "pii_warning_kinds": dict(warnings or {}),
         "schema_changes": dict(version.schema_changes),
     }
 
@@ -311,13 +314,12 @@ def _stream(
     on_progress: ProgressFn | None,
 ) -> tuple[int, pa.Schema | None, dict[str, str] | None]:
     """Check, mask and write every batch; return (rows accepted, source schema, PII warnings)."""
-    import duckdb
 
     warnings: dict[str, str] | None = None
     source_schema: pa.Schema | None = None
     accepted = 0
     total_rows, total_bytes = reader.total_rows(), reader.total_bytes()
-    con = duckdb.connect()
+    con = _duckdb.connect()
     for item in reader.batches():
         batch = item.batch
         if source_schema is None:

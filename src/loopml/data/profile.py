@@ -12,8 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from loopml.data import _duckdb
+
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_K = 10
+MAX_TOP_DISTINCT = 10_000
 QUANTILE_SAMPLE = 100_000
 
 
@@ -47,15 +50,12 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
         numbers ``min max mean std quantiles``; for the rest ``min max`` when ordered and
         ``top`` as [value, count] pairs).
     """
-    import duckdb
-
     profile: dict[str, dict[str, Any]] = {
         field.name: {"kind": _kind(field.type)} for field in schema
     }
     if not paths or not len(schema):
         return profile
-    con = duckdb.connect()
-    con.execute("SET memory_limit='512MB'")
+    con = _duckdb.connect()
     files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
     table = f"read_parquet({files})"
     selects = ["count(*)"]
@@ -106,7 +106,12 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
         stats = profile[field.name]
         stats["nulls"] = total - stats["count"]
         stats["count"] = total
-        if stats["kind"] in {"categorical", "bool"}:
+        # Top values describe categories; for near-unique columns (ids, emails) they
+        # would cost a full group-by and say nothing.
+        if (
+            stats["kind"] in {"categorical", "bool"}
+            and (stats["distinct"] or 0) <= MAX_TOP_DISTINCT
+        ):
             column = _quote(field.name)
             top = con.execute(
                 f"SELECT {column}, count(*) AS n FROM {table} WHERE {column} IS NOT NULL "

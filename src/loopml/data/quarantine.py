@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from loopml.data.pii import REDACTED, apply_policies
 from loopml.data.sources import Source
+from loopml.data.validate import bool_mask
 
 SCHEMA = pa.schema(
     [
@@ -63,7 +64,7 @@ class Quarantine:
         rows = batch.filter(mask)
         if not rows.num_rows:
             return
-        index = np.flatnonzero(mask.to_numpy(zero_copy_only=False)) + offset
+        index = np.flatnonzero(bool_mask(mask)) + offset
         texts = reasons.filter(mask)
         self.reasons.update(texts.to_pylist())
         self.count += rows.num_rows
