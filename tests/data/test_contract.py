@@ -125,7 +125,7 @@ def test_contract_without_columns_is_rejected(text: str) -> None:
 
 def test_missing_contract_file_is_not_found(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
-    with pytest.raises(loopml.NotFound, match="nope.yaml"):
+    with pytest.raises(loopml.NotFound, match=r"nope\.yaml"):
         Contract.load(path)
 
 
@@ -312,8 +312,9 @@ def test_every_fault_kind_at_once_keeps_row_numbers(ws, tmp_path: Path) -> None:
 
 
 def test_quoted_newlines_do_not_shift_row_numbers(ws, tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n"
-                                     "  note: {type: string}\n")
+    (tmp_path / "c.yaml").write_text(
+        "columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n  note: {type: string}\n"
+    )
     (tmp_path / "data.csv").write_bytes(
         b'id,amount,note\n1,1,"two\nlines"\n2,-5,x\n3,zz,y\n4,1,"a\nb\nc"\n5,1,x,extra\n6,-1,z\n'
     )
@@ -326,8 +327,9 @@ def test_quoted_newlines_do_not_shift_row_numbers(ws, tmp_path: Path) -> None:
 
 
 def test_jsonl_bad_lines_are_quarantined_with_row_numbers(ws, tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n"
-                                     "  note: {type: string}\n")
+    (tmp_path / "c.yaml").write_text(
+        "columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n  note: {type: string}\n"
+    )
     lines = [
         b'{"id": 1, "amount": 1, "note": "ok"}',
         b'{"id": 2, "amount": "lots", "note": "wrong type"}',
@@ -354,8 +356,10 @@ def test_jsonl_bad_lines_are_quarantined_with_row_numbers(ws, tmp_path: Path) ->
 
 def test_parquet_values_that_do_not_cast_are_quarantined(ws, tmp_path: Path) -> None:
     values = ["1", "2", "three", "4", "", "x6", "7"]
-    pq.write_table(pa.table({"id": values, "name": [f"n{i}" for i in range(len(values))]}),
-                   tmp_path / "data.parquet")
+    pq.write_table(
+        pa.table({"id": values, "name": [f"n{i}" for i in range(len(values))]}),
+        tmp_path / "data.parquet",
+    )
     (tmp_path / "c.yaml").write_text("columns:\n  id: {type: int}\n  name: {type: string}\n")
     expected_bad = [number for number, v in enumerate(values, start=1) if not v.isdigit()]
 
@@ -488,10 +492,36 @@ def test_unchanged_schema_reports_no_changes(ws, tmp_path: Path) -> None:
 
 
 def test_quarantined_record_holds_the_row_values(ws, tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n")
+    (tmp_path / "c.yaml").write_text(
+        "columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\n"
+    )
     (tmp_path / "a.csv").write_text("id,amount\n1,5\n2,-3.5\n")
     result = ws.ingest("things", str(tmp_path / "a.csv"), contract=str(tmp_path / "c.yaml"))
     (row,) = ws.data.quarantine(result.version).to_pylist()
     assert row["row"] == 2
     assert json.loads(row["record"]) == {"id": 2, "amount": -3.5}
     assert Path(row["file"]).name == "a.csv"
+
+
+def test_row_numbers_count_within_each_file_of_a_folder(ws, tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "columns:\n  id: {type: int}\n  amount: {type: float, min: 0}\nunique: [id]\n"
+    )
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    files = {
+        "a.csv": ["1,1", "2,-1", "3,x", "4,4"],
+        "b.csv": ["5,1", "1,2", "7,-3", "8,1,9", "9,9"],
+    }
+    # (file, data row) of each line that breaks something, read off the lines above:
+    # a negative amount, a non-number, a repeat of id 1 (accepted in a.csv), a ragged row.
+    expected = {("a.csv", 2), ("a.csv", 3), ("b.csv", 2), ("b.csv", 3), ("b.csv", 4)}
+    for name, lines in files.items():
+        (folder / name).write_text("id,amount\n" + "\n".join(lines) + "\n")
+
+    result = ws.ingest("parts", str(folder), contract=str(tmp_path / "c.yaml"))
+
+    rows = ws.data.quarantine(result.version).to_pylist()
+    assert {(Path(r["file"]).name, r["row"]) for r in rows} == expected
+    assert result.rows_read == sum(len(lines) for lines in files.values())
+    assert sorted(ws.data.read(result.version).column("id").to_pylist()) == [1, 4, 5, 9]

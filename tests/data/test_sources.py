@@ -15,9 +15,7 @@ import pytest
 
 import loopml
 
-ROWS = [
-    {"id": i, "name": f"name-{i}", "amount": i * 1.5, "flag": i % 3 == 0} for i in range(1, 13)
-]
+ROWS = [{"id": i, "name": f"name-{i}", "amount": i * 1.5, "flag": i % 3 == 0} for i in range(1, 13)]
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -76,13 +74,15 @@ def test_text_formats_ingest_rows_and_types(ws, tmp_path: Path, suffix: str) -> 
 
 def test_parquet_file_keeps_its_types(ws, tmp_path: Path) -> None:
     start = dt.datetime(2024, 1, 1)
-    table = pa.table({
-        "id": pa.array([r["id"] for r in ROWS], pa.int32()),
-        "name": [r["name"] for r in ROWS],
-        "amount": [r["amount"] for r in ROWS],
-        "flag": [r["flag"] for r in ROWS],
-        "ts": pa.array([start + dt.timedelta(hours=r["id"]) for r in ROWS], pa.timestamp("us")),
-    })
+    table = pa.table(
+        {
+            "id": pa.array([r["id"] for r in ROWS], pa.int32()),
+            "name": [r["name"] for r in ROWS],
+            "amount": [r["amount"] for r in ROWS],
+            "flag": [r["flag"] for r in ROWS],
+            "ts": pa.array([start + dt.timedelta(hours=r["id"]) for r in ROWS], pa.timestamp("us")),
+        }
+    )
     path = tmp_path / "input.parquet"
     pq.write_table(table, path)
 

@@ -87,35 +87,3 @@ def test_concurrent_ingests_into_one_dataset(
         report = ws.fsck()
         assert report.ok, report.problems
         assert (report.orphans, report.staging) == (0, 0)
-
-
-@pytest.mark.parametrize("artifact_target", ["local"], indirect=True)
-def test_concurrent_ingests_after_existing_versions(
-    metadata_url: str,
-    artifact_target: ArtifactTarget,
-    make_csv: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    """Writers appending to a dataset that has versions continue its numbering."""
-    from conftest import LOOPML_BIN
-
-    root = tmp_path / "workspace"
-    with loopml.open(root, metadata_url=metadata_url, artifacts_url=artifact_target.url) as ws:
-        ws.ingest("shared", str(make_csv([{"seed": 1}])))
-    files = [make_csv([{"writer": w, "row": r} for r in range(50)]) for w in range(WRITERS)]
-    env = {
-        **os.environ,
-        "LOOPML_METADATA_URL": metadata_url,
-        "LOOPML_ARTIFACTS_URL": artifact_target.url,
-    }
-    results = _run_writers(
-        [[LOOPML_BIN, "-w", str(root), "ingest", "shared", str(f), "--json"] for f in files], env
-    )
-    assert [r.returncode for r in results] == [0] * WRITERS, [r.stderr for r in results]
-    numbers = sorted(json.loads(r.stdout)["version"] for r in results)
-    assert numbers == list(range(2, WRITERS + 2))
-    with loopml.open(root, metadata_url=metadata_url, artifacts_url=artifact_target.url) as ws:
-        assert [v.number for v in ws.data.versions("shared")] == list(range(WRITERS + 1, 0, -1))
-        chain = ws.audit.verify()
-        assert chain.ok, chain.problems
-        assert chain.checked == WRITERS + 1

@@ -21,7 +21,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from loopml.errors import SpecError
 
@@ -92,12 +100,14 @@ class Contract(BaseModel):
     max_quarantine_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
     allow_extra_columns: bool = False
 
-    @model_validator(mode="after")
-    def _unique_columns_exist(self) -> Contract:
-        missing = [name for name in self.unique if name not in self.columns]
+    @field_validator("unique")
+    @classmethod
+    def _unique_columns_exist(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        columns = info.data.get("columns") or {}
+        missing = [name for name in value if name not in columns]
         if missing:
             raise ValueError(f"unique key column(s) {', '.join(missing)} are not in columns")
-        return self
+        return value
 
     @property
     def pii(self) -> dict[str, str]:
@@ -133,13 +143,24 @@ class Contract(BaseModel):
             node = yaml.compose(text)
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise SpecError(f"{source}: not valid YAML: {exc}") from exc
+            raise SpecError(yaml_error(exc, source)) from exc
         if not isinstance(data, dict):
             raise SpecError(f"{source}: a contract is a mapping with a 'columns' key")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise SpecError(_describe(exc, node, source)) from exc
+
+
+def yaml_error(exc: Exception, source: str) -> str:
+    """One line for a YAML syntax error: the file, the line and the problem."""
+    mark = getattr(exc, "problem_mark", None)
+    # At the end of the stream the problem is where the unclosed construct began.
+    if getattr(exc, "context_mark", None) is not None and "<stream end>" in str(exc):
+        mark = exc.context_mark  # type: ignore[attr-defined]
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    return f"{where}: not valid YAML: {problem}"
 
 
 def _describe(exc: ValidationError, node: Any, source: str) -> str:

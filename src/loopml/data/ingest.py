@@ -38,7 +38,7 @@ from loopml.errors import ContractViolation, InputError, LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
 
 PART_ROWS = 8_000_000
-ROW_GROUP_ROWS = 1_000_000
+ROW_GROUP_ROWS = 262_144
 ProgressFn = Callable[[int, int | None, int | None], None]
 
 

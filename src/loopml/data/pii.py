@@ -80,12 +80,8 @@ def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) 
         policy = policies.get(name)
         if policy == "drop":
             continue
-        if policy == "hash":
-            column = _map_unique(
-                column, lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
-            )
-        elif policy == "mask":
-            column = _map_unique(column, lambda v: "*" * max(len(v) - 4, 0) + v[-4:])
+        if policy in {"hash", "mask"}:
+            column = _map_unique(column, lambda v, p=policy: apply_to_value(v, p, key))
         elif policy == "redact":
             column = pc.if_else(
                 pc.is_valid(column), pa.scalar(REDACTED), pa.nulls(len(column), pa.string())
@@ -93,6 +89,32 @@ def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) 
         names.append(name)
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def apply_to_value(value: str, policy: str, key: bytes) -> str | None:
+    """One value under ``policy``; ``drop`` gives None (the caller removes the field)."""
+    if policy == "hash":
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+    if policy == "mask":
+        return "*" * max(len(value) - 4, 0) + value[-4:]
+    if policy == "redact":
+        return REDACTED
+    return None
+
+
+def scrub_record(
+    record: dict[str, object], policies: dict[str, str], key: bytes
+) -> dict[str, object]:
+    """A raw record (field name -> text) with every column's policy applied."""
+    result: dict[str, object] = {}
+    for name, value in record.items():
+        policy = policies.get(name)
+        if policy == "drop":
+            continue
+        if policy and value is not None:
+            value = apply_to_value(str(value), policy, key)
+        result[name] = value
+    return result
 
 
 def output_schema(schema: pa.Schema, policies: dict[str, str]) -> pa.Schema:
@@ -138,7 +160,8 @@ def _looks_like(value: str) -> str | None:
         return "card number"
     if _IBAN.match(value.replace(" ", "").upper()) and iban_ok(value):
         return "IBAN"
-    if _PHONE.match(value) and sum(ch.isdigit() for ch in value) >= 9:
+    # E.164 numbers have at most 15 digits; longer runs are ids or card-like numbers.
+    if _PHONE.match(value) and 9 <= sum(ch.isdigit() for ch in value) <= 15:
         return "phone number"
     return None
 

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loopml.data.pii import REDACTED, apply_policies
+from loopml.data.pii import REDACTED, apply_policies, scrub_record
 from loopml.data.sources import Source
 from loopml.data.validate import bool_mask
 
@@ -38,11 +38,7 @@ _SPOOL = pa.schema(
         pa.field("record", pa.string()),
     ]
 )
-_PII_IN_TEXT = re.compile(
-    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"  # emails
-    r"|\b(?:\d[ -]?){12,18}\d\b"  # card-like digit runs
-    r"|\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b"  # IBAN-like
-)
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 class Quarantine:
@@ -102,8 +98,8 @@ class Quarantine:
                                 "file": r.file,
                                 "row": r.row,
                                 "reason": r.reason,
-                                "detail": r.detail,
-                                "record": self._scrub(r.record),
+                                "detail": self._scrub_detail(r.detail),
+                                "record": self._scrub(r.record, source),
                             }
                             for r in source.rejects
                         ],
@@ -133,9 +129,22 @@ class Quarantine:
                     )
         return path
 
-    def _scrub(self, record: str | None) -> str | None:
-        # A row the source could not parse cannot have its columns' policies applied,
-        # so when any policy is set, PII-looking text in it is redacted instead.
+    def _scrub(self, record: str | None, source: Source) -> str | None:
+        """Apply the PII policies to a raw record the source could not parse.
+
+        The source splits it into fields where it can (a CSV line by its header);
+        fields past the header are redacted, since nothing says what they hold. A
+        record that cannot be split is withheld rather than stored raw.
+        """
         if record is None or not self.policies:
             return record
-        return _PII_IN_TEXT.sub(REDACTED, record)
+        fields = source.split_record(record)
+        if fields is None:
+            return None
+        return orjson.dumps(scrub_record(fields, self.policies, self.key), default=str).decode()
+
+    def _scrub_detail(self, detail: str) -> str:
+        # Parser messages quote the offending value ('Could not convert string "..."').
+        if not self.policies:
+            return detail
+        return _QUOTED.sub(f'"{REDACTED}"', detail)

@@ -29,6 +29,10 @@ from loopml.errors import InputError, NotFound
 
 BATCH_ROWS = 122_880
 REASON_COLUMN = "__loopml_reason"
+REDACTED_EXTRA = "[REDACTED]"
+# DuckDB's text-to-integer cast is lenient ('6.5' -> 7, '1e3', '0x10', '5_000');
+# an int column accepts digits with an optional sign, nothing else.
+_INT_TEXT = "regexp_full_match({}, '\\s*[+-]?[0-9]+\\s*')"
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
@@ -106,6 +110,16 @@ class Source(ABC):
     def row_numbers(self, file: str, accepted_index: np.ndarray) -> np.ndarray:
         """Source record numbers of accepted rows, given their indexes among the accepted."""
         return self._rejected.row_numbers(file, accepted_index)
+
+    def split_record(self, record: str) -> dict[str, object] | None:
+        """A rejected raw record as field name -> value, or None when it cannot be split."""
+        import orjson
+
+        try:
+            value = orjson.loads(record)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 def expand_paths(source: str | os.PathLike[str]) -> list[str]:
@@ -252,20 +266,38 @@ class CSVSource(Source):
             raise InputError(f"{path}, line 1: the header has empty or repeated column names")
         return names
 
-    def _columns(self) -> str | None:
-        if self.contract is None:
+    def split_record(self, record: str) -> dict[str, object] | None:
+        import csv
+
+        try:
+            fields = next(csv.reader(io.StringIO(record), delimiter=self.delimiter))
+        except (csv.Error, StopIteration):
             return None
-        types = []
-        for name in self.header:
-            rule = self.contract.columns.get(name)
-            sql_type = DUCKDB_TYPES[rule.type] if rule else "VARCHAR"
-            types.append(f"{_sql_string(name)}: {_sql_string(sql_type)}")
-        return "{" + ", ".join(types) + "}"
+        named: dict[str, object] = dict(zip(self.header, fields, strict=False))
+        for i, value in enumerate(fields[len(self.header) :], start=1):
+            named[f"_extra_{i}"] = REDACTED_EXTRA if value else value
+        return named
+
+    def _types(self, con: Any, read: str) -> dict[str, str]:
+        """Each header column's contract type: declared, else as DuckDB sniffs it."""
+        if self.contract is not None:
+            return {
+                name: self.contract.columns[name].type
+                if name in self.contract.columns
+                else "string"
+                for name in self.header
+            }
+        described = con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()
+        return {
+            name: _from_duckdb_type(row[1])
+            for name, row in zip(self.header, described, strict=False)
+        }
 
     def batches(self) -> Iterator[SourceBatch]:
         import duckdb
 
         con = _duckdb.connect()
+        files = "[" + ", ".join(_sql_string(name) for name in self.files) + "]"
         options = [
             "header=true",
             f"delim={_sql_string(self.delimiter)}",
@@ -275,15 +307,18 @@ class CSVSource(Source):
             "filename='__loopml_file'",
             "strict_mode=true",
         ]
-        columns = self._columns()
-        if columns:
-            options.append(f"columns={columns}")
-        files = "[" + ", ".join(_sql_string(name) for name in self.files) + "]"
-        rules = rules_sql(self.contract) if self.contract else None
-        select = f"*, {rules} AS {REASON_COLUMN}" if rules else "*"
         try:
-            relation = con.sql(f"SELECT {select} FROM read_csv({files}, {', '.join(options)})")
-            reader = relation.to_arrow_reader(BATCH_ROWS)
+            types = self._types(con, f"read_csv({files}, {', '.join(options)})")
+            # DuckDB's integer parsing is lenient (it rounds '6.5' and reads '1e3'), so
+            # int columns are read as text and cast here, strictly.
+            declared = ", ".join(
+                f"{_sql_string(name)}: "
+                f"{_sql_string('VARCHAR' if kind == 'int' else DUCKDB_TYPES[kind])}"
+                for name, kind in types.items()
+            )
+            options.append(f"columns={{{declared}}}")
+            query = self._query(f"read_csv({files}, {', '.join(options)})", types)
+            reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
             counts: dict[str, int] = {}
             for batch in reader:
                 yield from _split_by_file(batch, counts)
@@ -293,6 +328,34 @@ class CSVSource(Source):
             ) from exc
         self._collect_rejects(con)
         con.close()
+
+    def _query(self, read: str, types: dict[str, str]) -> str:
+        """The scan: strict casts of int columns, then every rule as one reason column."""
+        ints = [name for name, kind in types.items() if kind == "int"]
+        inner = "*"
+        if ints:
+            casts = ", ".join(
+                f"CASE WHEN {_INT_TEXT.format(_column(n))} "
+                f"THEN TRY_CAST({_column(n)} AS BIGINT) END AS {_column(n)}"
+                for n in ints
+            )
+            raws = ", ".join(f"{_column(n)} AS {_column('__raw_' + n)}" for n in ints)
+            inner = f"* REPLACE ({casts}), {raws}"
+        prefix = [
+            f"WHEN {_column('__raw_' + n)} IS NOT NULL AND {_column(n)} IS NULL "
+            f"THEN {_sql_string(f'{n}: not a valid int')}"
+            for n in ints
+        ]
+        if self.contract is not None:
+            reason = rules_sql(self.contract, prefix)
+        else:
+            reason = f"CASE {' '.join(prefix)} END" if prefix else None
+        outer = "*"
+        if ints:
+            outer += " EXCLUDE (" + ", ".join(_column("__raw_" + n) for n in ints) + ")"
+        if reason:
+            outer += f", {reason} AS {REASON_COLUMN}"
+        return f"SELECT {outer} FROM (SELECT {inner} FROM {read})"
 
     def _collect_rejects(self, con: Any) -> None:
         rows = con.execute(
@@ -359,6 +422,35 @@ def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[So
         )
 
 
+def _column(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _from_duckdb_type(sql_type: str) -> str:
+    """The contract type for a type DuckDB sniffed."""
+    upper = sql_type.upper()
+    if upper in {
+        "BIGINT",
+        "INTEGER",
+        "SMALLINT",
+        "TINYINT",
+        "UBIGINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+    }:
+        return "int"
+    if upper in {"DOUBLE", "FLOAT", "REAL"} or upper.startswith("DECIMAL"):
+        return "float"
+    if upper == "BOOLEAN":
+        return "bool"
+    if upper.startswith("TIMESTAMP"):
+        return "timestamp"
+    if upper == "DATE":
+        return "date"
+    return "string"
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -414,11 +506,35 @@ class JSONLinesSource(Source):
             accepted = 0
             row = 0
             for lines in self._blocks(file):
+                if row == 0:
+                    self._check_fields(file, lines)
                 table = self._parse_block(file, lines, row)
                 row += len(lines)
                 for batch in table.to_batches(BATCH_ROWS):
                     yield SourceBatch(batch, file, accepted)
                     accepted += batch.num_rows
+            if row == 0:
+                raise InputError(f"{file}: the file is empty", hint="remove it from the source")
+
+    def _check_fields(self, file: str, lines: list[bytes]) -> None:
+        """Fail early when a later file's first record has fields the schema lacks."""
+        import orjson
+
+        if self.schema is None or file == self.files[0]:
+            return
+        for line in lines:
+            if line.strip():
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return  # the line is quarantined as it is parsed
+                if isinstance(record, dict) and (extra := set(record) - set(self.schema.names)):
+                    raise InputError(
+                        f"{file}: its fields ({', '.join(sorted(extra))}) are not in "
+                        f"{self.files[0]}'s",
+                        hint="ingest files with different fields as separate datasets",
+                    )
+                return
 
     def _blocks(self, file: str) -> Iterator[list[bytes]]:
         try:
@@ -439,9 +555,11 @@ class JSONLinesSource(Source):
     def _parse_block(self, file: str, lines: list[bytes], first_row: int) -> pa.Table:
         import pyarrow.json as pj
 
+        # Once the schema is known (declared, or inferred from the first block), a field
+        # outside it is an error for the line, never silently dropped.
         options = pj.ParseOptions(
             explicit_schema=self.schema,
-            unexpected_field_behavior="error" if self.contract else "infer",
+            unexpected_field_behavior="error" if self.schema is not None else "infer",
         )
         blank = [i for i, line in enumerate(lines) if not line.strip()]
         try:
@@ -489,7 +607,7 @@ class JSONLinesSource(Source):
                 try:
                     options = pj.ParseOptions(
                         explicit_schema=self.schema,
-                        unexpected_field_behavior="error" if self.contract else "ignore",
+                        unexpected_field_behavior="error",
                     )
                     pj.read_json(io.BytesIO(line), parse_options=options).cast(self.schema)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -515,7 +633,7 @@ class JSONLinesSource(Source):
 
 def _json_reason(message: str) -> str:
     if "unexpected field" in message.lower():
-        return "field not in the contract"
+        return "field not in the schema"
     return "value of the wrong type"
 
 
@@ -723,10 +841,15 @@ def _try_cast(column: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
     con = _duckdb.connect()
     try:
         con.register("loopml_input", pa.table({"v": column}))
-        source = "v" if pa.types.is_string(column.type) else "CAST(v AS VARCHAR)"
-        cast = con.sql(
-            f"SELECT TRY_CAST({source} AS {sql_type}) AS v FROM loopml_input"
-        ).to_arrow_table()
+        if type_name == "int" and pa.types.is_floating(column.type):
+            # Only whole numbers: DuckDB would round 6.5 to 7.
+            expression = "CASE WHEN v = floor(v) THEN TRY_CAST(v AS BIGINT) END"
+        else:
+            text = "v" if pa.types.is_string(column.type) else "CAST(v AS VARCHAR)"
+            expression = f"TRY_CAST({text} AS {sql_type})"
+            if type_name == "int":
+                expression = f"CASE WHEN {_INT_TEXT.format(text)} THEN {expression} END"
+        cast = con.sql(f"SELECT {expression} AS v FROM loopml_input").to_arrow_table()
     finally:
         con.close()
     values = cast.column("v").combine_chunks().cast(_arrow_type(ARROW_TYPES[type_name]))

@@ -97,14 +97,17 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def rules_sql(contract: Contract) -> str | None:
+def rules_sql(contract: Contract, prefix: list[str] | None = None) -> str | None:
     """One SQL expression giving each row's first broken rule, or NULL when it passes.
+
+    ``prefix`` holds ``WHEN ... THEN ...`` cases a source checks first (such as values
+    that did not parse).
 
     DuckDB evaluates it in parallel inside the scan (CSV) or over each Arrow batch
     (other sources), so the rules have exactly one implementation. A NULL value
     fails no rule except ``nullable: false``, as in SQL.
     """
-    cases: list[str] = []
+    cases: list[str] = list(prefix or [])
     for name, rule in contract.columns.items():
         column = _quote(name)
         checks: list[tuple[str, str]] = []
@@ -163,7 +166,7 @@ def check_batch(
         con.register("loopml_batch", pa.Table.from_batches([batch]))
         try:
             reasons = (
-                con.execute(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
+                con.sql(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
             )
         finally:
             con.unregister("loopml_batch")
