@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     from loopml.errors import LoopMLError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, Typer returns a command's exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except LoopMLError as exc:
         _fail(f"error: {exc}", exc.exit_code, exc)
     except click_errors.Exit as exc:
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (set LOOPML_DEBUG=1 for details)", 1, exc
         )
+
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _fail(message: str, code: int, exc: BaseException | None) -> None:

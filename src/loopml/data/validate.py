@@ -165,9 +165,7 @@ def check_batch(
         con = connection or _duckdb.connect()
         con.register("loopml_batch", pa.Table.from_batches([batch]))
         try:
-            reasons = (
-                con.sql(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
-            )
+            reasons = con.sql(f"SELECT {expression} FROM loopml_batch").to_arrow_table().column(0)
         finally:
             con.unregister("loopml_batch")
         reasons = reasons.combine_chunks()

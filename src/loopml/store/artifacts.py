@@ -167,6 +167,9 @@ class LocalArtifactStore(ArtifactStore):
         target = self._object_path(sha256)
         if target.exists():
             path.unlink()
+            # Refresh its age: gc removes uncommitted objects by age, and this one is
+            # about to be committed (again).
+            os.utime(target)
         else:
             target.parent.mkdir(exist_ok=True)
             with open(path, "rb") as handle:
@@ -235,7 +238,8 @@ class S3ArtifactStore(ArtifactStore):
             raise StoreError(
                 "an s3:// artifact store needs s3fs", hint="pip install 'loopml[s3]'"
             ) from exc
-        options: dict[str, Any] = {}
+        # No listing cache: other processes write and delete objects under us.
+        options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
         if endpoint_url:
             options["client_kwargs"] = {"endpoint_url": endpoint_url}
         self.fs = s3fs.S3FileSystem(**options)
@@ -265,13 +269,14 @@ class S3ArtifactStore(ArtifactStore):
         sha256, size = file_sha256(path)
         target = self._key(sha256)
         try:
-            if not self.fs.exists(target):
-                staged = f"{self.prefix}/staging/{uuid.uuid4().hex}/{sha256}"
-                self.fs.put_file(str(path), staged)
-                if self.fs.info(staged)["size"] != size:
-                    raise IntegrityError(f"upload of {path.name} to {staged} was truncated")
-                self.fs.copy(staged, target)
-                self.fs.rm(staged)
+            # Written even when it exists: equal bytes, and a fresh LastModified keeps
+            # gc (which removes uncommitted objects by age) off an object about to commit.
+            staged = f"{self.prefix}/staging/{uuid.uuid4().hex}/{sha256}"
+            self.fs.put_file(str(path), staged)
+            if self.fs.info(staged)["size"] != size:
+                raise IntegrityError(f"upload of {path.name} to {staged} was truncated")
+            self.fs.copy(staged, target)
+            self.fs.rm(staged)
         except IntegrityError:
             raise
         except Exception as exc:

@@ -12,7 +12,9 @@ them costs little and keeps version numbers and the audit chain free of races.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,10 +139,10 @@ class SQLiteMetadataStore(MetadataStore):
             # transaction handling would defer it and break BEGIN IMMEDIATE).
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -155,6 +157,26 @@ class SQLiteMetadataStore(MetadataStore):
     def _take_write_lock(self, conn: Connection) -> None:
         # BEGIN IMMEDIATE already holds SQLite's single write lock.
         return None
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite database to WAL once; racing first openers retry.
+
+    Changing the journal mode needs an exclusive lock and does not wait on the busy
+    timeout, so two processes creating one database at once can see "locked".
+    """
+    import sqlite3
+
+    for attempt in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.02 + random.random() * 0.05)
 
 
 class PostgresMetadataStore(MetadataStore):
