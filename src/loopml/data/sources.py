@@ -30,9 +30,20 @@ from loopml.errors import InputError, NotFound
 BATCH_ROWS = 122_880
 REASON_COLUMN = "__loopml_reason"
 REDACTED_EXTRA = "[REDACTED]"
-# DuckDB's text-to-integer cast is lenient ('6.5' -> 7, '1e3', '0x10', '5_000');
-# an int column accepts digits with an optional sign, nothing else.
-_INT_TEXT = "regexp_full_match({}, '\\s*[+-]?[0-9]+\\s*')"
+
+
+def strict_int_sql(text: str) -> str:
+    """SQL casting the text expression ``text`` to BIGINT without changing any value.
+
+    DuckDB's own cast rounds ('6.5' becomes 7); here a decimal is accepted only when
+    it is whole ('7.0'), and anything else that does not cast exactly becomes NULL.
+    """
+    as_double = f"TRY_CAST({text} AS DOUBLE)"
+    return (
+        f"CASE WHEN contains({text}, '.') THEN (CASE WHEN {as_double} = floor({as_double}) "
+        f"THEN TRY_CAST({as_double} AS BIGINT) END) ELSE TRY_CAST({text} AS BIGINT) END"
+    )
+
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
@@ -334,11 +345,7 @@ class CSVSource(Source):
         ints = [name for name, kind in types.items() if kind == "int"]
         inner = "*"
         if ints:
-            casts = ", ".join(
-                f"CASE WHEN {_INT_TEXT.format(_column(n))} "
-                f"THEN TRY_CAST({_column(n)} AS BIGINT) END AS {_column(n)}"
-                for n in ints
-            )
+            casts = ", ".join(f"{strict_int_sql(_column(n))} AS {_column(n)}" for n in ints)
             raws = ", ".join(f"{_column(n)} AS {_column('__raw_' + n)}" for n in ints)
             inner = f"* REPLACE ({casts}), {raws}"
         prefix = [
@@ -846,9 +853,9 @@ def _try_cast(column: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
             expression = "CASE WHEN v = floor(v) THEN TRY_CAST(v AS BIGINT) END"
         else:
             text = "v" if pa.types.is_string(column.type) else "CAST(v AS VARCHAR)"
-            expression = f"TRY_CAST({text} AS {sql_type})"
-            if type_name == "int":
-                expression = f"CASE WHEN {_INT_TEXT.format(text)} THEN {expression} END"
+            expression = (
+                strict_int_sql(text) if type_name == "int" else f"TRY_CAST({text} AS {sql_type})"
+            )
         cast = con.sql(f"SELECT {expression} AS v FROM loopml_input").to_arrow_table()
     finally:
         con.close()
