@@ -32,7 +32,7 @@ from loopml.data import pii as pii_policies
 from loopml.data.contract import Contract
 from loopml.data.profile import profile_files
 from loopml.data.quarantine import Quarantine
-from loopml.data.sources import Source, open_source
+from loopml.data.sources import Source, arrow_schema, open_source
 from loopml.data.validate import SeenKeys, check_batch
 from loopml.errors import ContractViolation, InputError, LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
@@ -349,10 +349,8 @@ def _stream(
 
 
 def _empty_schema(contract: Contract | None, reader: Source) -> pa.Schema:
-    from loopml.data.sources import _arrow_schema
-
     if contract is not None:
-        return _arrow_schema(contract)
+        return arrow_schema(contract)
     header = getattr(reader, "header", None)
     if header:
         return pa.schema([pa.field(n, pa.string()) for n in header])

@@ -1,0 +1,260 @@
+"""CSV files (gzip too), parsed by DuckDB's parallel reader."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from loopml.data import _duckdb
+from loopml.data.contract import DUCKDB_TYPES, Contract
+from loopml.data.sources._base import (
+    BATCH_ROWS,
+    REASON_COLUMN,
+    REDACTED_EXTRA,
+    Source,
+    SourceBatch,
+    _column,
+    _first_line,
+    _open_text,
+    _sql_string,
+    check_columns,
+    strict_int_sql,
+)
+from loopml.data.validate import rules_sql
+from loopml.errors import InputError
+
+
+class CSVSource(Source):
+    """CSV files (gzip too) parsed by DuckDB's parallel reader.
+
+    Rows DuckDB cannot parse (ragged rows, bad quoting, undecodable bytes, values that
+    do not cast to the column type) are collected from its reject tables.
+    """
+
+    def __init__(self, files: list[str], contract: Contract | None, delimiter: str = ",") -> None:
+        super().__init__()
+        self.files = files
+        self.contract = contract
+        self.delimiter = delimiter
+        self.header = self._read_header(files[0])
+        for other in files[1:]:
+            if self._read_header(other) != self.header:
+                raise InputError(
+                    f"{other}: its header differs from {files[0]}'s",
+                    hint="ingest files with different columns as separate datasets",
+                )
+        if contract is not None:
+            check_columns(files[0], self.header, contract)
+
+    @property
+    def description(self) -> str:
+        return (
+            self.files[0]
+            if len(self.files) == 1
+            else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        )
+
+    def total_bytes(self) -> int | None:
+        return sum(os.path.getsize(name) for name in self.files)
+
+    def _read_header(self, path: str) -> list[str]:
+        import csv
+
+        try:
+            with _open_text(path) as handle:
+                first = handle.readline()
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{path}: cannot be read: {exc}") from exc
+        try:
+            text = first.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path}, line 1: the header is not UTF-8 text", hint="convert the file to UTF-8"
+            ) from exc
+        if not text.strip():
+            raise InputError(f"{path}: the file is empty or has no header row")
+        names = next(csv.reader(io.StringIO(text), delimiter=self.delimiter))
+        names = [name.strip() for name in names]
+        if len(set(names)) != len(names) or any(not n for n in names):
+            raise InputError(f"{path}, line 1: the header has empty or repeated column names")
+        return names
+
+    def split_record(self, record: str) -> dict[str, object] | None:
+        import csv
+
+        try:
+            fields = next(csv.reader(io.StringIO(record), delimiter=self.delimiter))
+        except (csv.Error, StopIteration):
+            return None
+        named: dict[str, object] = dict(zip(self.header, fields, strict=False))
+        for i, value in enumerate(fields[len(self.header) :], start=1):
+            named[f"_extra_{i}"] = REDACTED_EXTRA if value else value
+        return named
+
+    def _types(self, con: Any, read: str) -> dict[str, str]:
+        """Each header column's contract type: declared, else as DuckDB sniffs it."""
+        if self.contract is not None:
+            return {
+                name: self.contract.columns[name].type
+                if name in self.contract.columns
+                else "string"
+                for name in self.header
+            }
+        described = con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()
+        return {
+            name: _from_duckdb_type(row[1])
+            for name, row in zip(self.header, described, strict=False)
+        }
+
+    def batches(self) -> Iterator[SourceBatch]:
+        import duckdb
+
+        con = _duckdb.connect()
+        files = "[" + ", ".join(_sql_string(name) for name in self.files) + "]"
+        options = [
+            "header=true",
+            f"delim={_sql_string(self.delimiter)}",
+            "quote='\"'",
+            "escape='\"'",
+            "store_rejects=true",
+            "filename='__loopml_file'",
+            "strict_mode=true",
+        ]
+        try:
+            types = self._types(con, f"read_csv({files}, {', '.join(options)})")
+            # DuckDB's integer parsing is lenient (it rounds '6.5' and reads '1e3'), so
+            # int columns are read as text and cast here, strictly.
+            declared = ", ".join(
+                f"{_sql_string(name)}: "
+                f"{_sql_string('VARCHAR' if kind == 'int' else DUCKDB_TYPES[kind])}"
+                for name, kind in types.items()
+            )
+            options.append(f"columns={{{declared}}}")
+            query = self._query(f"read_csv({files}, {', '.join(options)})", types)
+            reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
+            counts: dict[str, int] = {}
+            for batch in reader:
+                yield from _split_by_file(batch, counts)
+        except duckdb.Error as exc:
+            raise InputError(
+                f"{self.description}: cannot be read as CSV: {_first_line(exc)}"
+            ) from exc
+        self._collect_rejects(con)
+        con.close()
+
+    def _query(self, read: str, types: dict[str, str]) -> str:
+        """The scan: strict casts of int columns, then every rule as one reason column."""
+        ints = [name for name, kind in types.items() if kind == "int"]
+        inner = "*"
+        if ints:
+            casts = ", ".join(f"{strict_int_sql(_column(n))} AS {_column(n)}" for n in ints)
+            raws = ", ".join(f"{_column(n)} AS {_column('__raw_' + n)}" for n in ints)
+            inner = f"* REPLACE ({casts}), {raws}"
+        prefix = [
+            f"WHEN {_column('__raw_' + n)} IS NOT NULL AND {_column(n)} IS NULL "
+            f"THEN {_sql_string(f'{n}: not a valid int')}"
+            for n in ints
+        ]
+        if self.contract is not None:
+            reason = rules_sql(self.contract, prefix)
+        else:
+            reason = f"CASE {' '.join(prefix)} END" if prefix else None
+        outer = "*"
+        if ints:
+            outer += " EXCLUDE (" + ", ".join(_column("__raw_" + n) for n in ints) + ")"
+        if reason:
+            outer += f", {reason} AS {REASON_COLUMN}"
+        return f"SELECT {outer} FROM (SELECT {inner} FROM {read})"
+
+    def _collect_rejects(self, con: Any) -> None:
+        rows = con.execute(
+            "SELECT s.file_path, e.line, e.column_name, e.error_type, e.csv_line, e.error_message "
+            "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) "
+            "ORDER BY s.file_path, e.line"
+        ).fetchall()
+        seen: set[tuple[str, int]] = set()
+        for file, line, column, kind, raw, message in rows:
+            row = int(line) - 1
+            if (file, row) in seen:  # DuckDB reports each bad cell; the row counts once
+                continue
+            seen.add((file, row))
+            self.reject(file, row, _csv_reason(kind, column, self.contract), message, raw)
+
+
+def _csv_reason(kind: str, column: str | None, contract: Contract | None) -> str:
+    if kind == "CAST":
+        wanted = (
+            contract.columns[column].type
+            if contract and column in contract.columns
+            else "the inferred type"
+        )
+        return f"{column}: not a valid {wanted}"
+    return {
+        "TOO MANY COLUMNS": "ragged row: too many fields",
+        "MISSING COLUMNS": "ragged row: too few fields",
+        "INVALID ENCODING": "undecodable bytes: not UTF-8",
+        "INVALID UNICODE": "undecodable bytes: not UTF-8",
+        "UNQUOTED VALUE": "malformed quoting",
+        "LINE SIZE OVER MAXIMUM": "row too long",
+    }.get(kind, f"unreadable row: {kind.lower()}")
+
+
+def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[SourceBatch]:
+    """Split a DuckDB batch at file boundaries and take off the file and reason columns."""
+    files = batch.column(batch.schema.get_field_index("__loopml_file"))
+    reasons = None
+    if REASON_COLUMN in batch.schema.names:
+        reasons = batch.column(batch.schema.get_field_index(REASON_COLUMN))
+        batch = batch.drop_columns([REASON_COLUMN])
+    data = batch.drop_columns(["__loopml_file"])
+    first = files[0].as_py() if len(files) else None
+    if first is not None and files[len(files) - 1].as_py() == first:
+        runs = [(first, 0, len(files))]
+    else:
+        import pyarrow.compute as pc
+
+        encoded = pc.run_end_encode(files)
+        runs, start = [], 0
+        for value, end in zip(
+            encoded.values.to_pylist(), encoded.run_ends.to_pylist(), strict=True
+        ):
+            runs.append((value, start, end))
+            start = end
+    for file, start, end in runs:
+        offset = counts.get(file, 0)
+        counts[file] = offset + (end - start)
+        yield SourceBatch(
+            data.slice(start, end - start),
+            file,
+            offset,
+            None if reasons is None else reasons.slice(start, end - start),
+        )
+
+
+def _from_duckdb_type(sql_type: str) -> str:
+    """The contract type for a type DuckDB sniffed."""
+    upper = sql_type.upper()
+    if upper in {
+        "BIGINT",
+        "INTEGER",
+        "SMALLINT",
+        "TINYINT",
+        "UBIGINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+    }:
+        return "int"
+    if upper in {"DOUBLE", "FLOAT", "REAL"} or upper.startswith("DECIMAL"):
+        return "float"
+    if upper == "BOOLEAN":
+        return "bool"
+    if upper.startswith("TIMESTAMP"):
+        return "timestamp"
+    if upper == "DATE":
+        return "date"
+    return "string"

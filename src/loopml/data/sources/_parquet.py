@@ -1,0 +1,66 @@
+"""Parquet files, read batch by batch and cast to the contract's types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from loopml.data.contract import Contract
+from loopml.data.sources._base import (
+    BATCH_ROWS,
+    Source,
+    SourceBatch,
+    _first_line,
+    check_columns,
+    coerce,
+)
+from loopml.errors import InputError
+
+
+class ParquetSource(Source):
+    """Parquet files, read batch by batch and cast to the contract's types."""
+
+    def __init__(self, files: list[str], contract: Contract | None) -> None:
+        super().__init__()
+        import pyarrow.parquet as pq
+
+        self.files = files
+        self.contract = contract
+        try:
+            self.metas = [pq.ParquetFile(name) for name in files]
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(
+                f"{files[0]}: not a readable Parquet file: {_first_line(exc)}"
+            ) from exc
+        first = self.metas[0].schema_arrow
+        for name, meta in zip(files[1:], self.metas[1:], strict=True):
+            if meta.schema_arrow.names != first.names:
+                raise InputError(f"{name}: its columns differ from {files[0]}'s")
+        if contract is not None:
+            check_columns(files[0], first.names, contract)
+
+    @property
+    def description(self) -> str:
+        return (
+            self.files[0]
+            if len(self.files) == 1
+            else f"{self.files[0]} (+{len(self.files) - 1} files)"
+        )
+
+    def total_rows(self) -> int | None:
+        return sum(meta.metadata.num_rows for meta in self.metas)
+
+    def batches(self) -> Iterator[SourceBatch]:
+        for file, meta in zip(self.files, self.metas, strict=True):
+            accepted = 0
+            row = 0
+            try:
+                for batch in meta.iter_batches(batch_size=BATCH_ROWS):
+                    good = coerce(self, file, batch, row, accepted, self.contract)
+                    row += batch.num_rows
+                    if good.num_rows:
+                        yield SourceBatch(good, file, accepted)
+                        accepted += good.num_rows
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"{file}: Parquet data is unreadable: {_first_line(exc)}") from exc
