@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 import loopml
 from loopml.errors import ContractViolation, NotFound
-from loopml.governance.audit import GENESIS, _event_hash
+from loopml.governance.audit import GENESIS, _event_hash, event_digest
 from loopml.workspace import Workspace
 
 ROWS = [{"id": 1, "amount": 10.0}, {"id": 2, "amount": 20.0}, {"id": 3, "amount": 30.0}]
@@ -96,16 +96,7 @@ def test_each_ingest_appends_a_linked_event(three_ingests: Workspace) -> None:
     for before, after in itertools.pairwise(events):
         assert after.prev_hash == before.hash
     for event in events:
-        assert event.hash == _event_hash(
-            event.seq,
-            event.time,
-            event.actor,
-            event.action,
-            event.target,
-            event.outcome,
-            event.details,
-            event.prev_hash,
-        )
+        assert event.hash == event_digest(event)
     assert three_ingests.data.get("tx@3").id == events[2].details["id"]
     report = three_ingests.audit.verify()
     assert report.ok, report.problems

@@ -40,6 +40,20 @@ def _event_hash(
     return hashlib.sha256(body).hexdigest()
 
 
+def event_digest(event: AuditEvent) -> str:
+    """The hash an event should carry, recomputed from its fields and its link."""
+    return _event_hash(
+        event.seq,
+        event.time,
+        event.actor,
+        event.action,
+        event.target,
+        event.outcome,
+        event.details,
+        event.prev_hash,
+    )
+
+
 def _stamp(time: datetime) -> str:
     # Databases differ in how they hand timezones back; hash one canonical form.
     if time.tzinfo is None:
@@ -149,17 +163,7 @@ def verify(conn: Connection) -> ChainReport:
                 f"event {event.seq} ({event.action} {event.target}) does not "
                 "link to the event before it"
             )
-        recomputed = _event_hash(
-            event.seq,
-            event.time,
-            event.actor,
-            event.action,
-            event.target,
-            event.outcome,
-            event.details,
-            event.prev_hash,
-        )
-        if recomputed != event.hash:
+        if event_digest(event) != event.hash:
             problems.append(
                 f"event {event.seq} ({event.action} {event.target}) was edited: "
                 "its hash does not match its contents"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,6 +116,23 @@ class Source(ABC):
         except orjson.JSONDecodeError:
             return None
         return value if isinstance(value, dict) else None
+
+
+class FileSource(Source):
+    """A source reading a list of files, named in messages by the first."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    @property
+    def description(self) -> str:
+        if len(self.files) == 1:
+            return self.files[0]
+        return f"{self.files[0]} (+{len(self.files) - 1} files)"
+
+    def total_bytes(self) -> int | None:
+        return sum(os.path.getsize(name) for name in self.files)
 
 
 def _open_text(path: str) -> Any:

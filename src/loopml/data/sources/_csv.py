@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from loopml.data.sources._base import (
     BATCH_ROWS,
     REASON_COLUMN,
     REDACTED_EXTRA,
-    Source,
+    FileSource,
     SourceBatch,
     _column,
     _first_line,
@@ -28,7 +27,7 @@ from loopml.data.validate import rules_sql
 from loopml.errors import InputError
 
 
-class CSVSource(Source):
+class CSVSource(FileSource):
     """CSV files (gzip too) parsed by DuckDB's parallel reader.
 
     Rows DuckDB cannot parse (ragged rows, bad quoting, undecodable bytes, values that
@@ -36,8 +35,7 @@ class CSVSource(Source):
     """
 
     def __init__(self, files: list[str], contract: Contract | None, delimiter: str = ",") -> None:
-        super().__init__()
-        self.files = files
+        super().__init__(files)
         self.contract = contract
         self.delimiter = delimiter
         self.header = self._read_header(files[0])
@@ -49,17 +47,6 @@ class CSVSource(Source):
                 )
         if contract is not None:
             check_columns(files[0], self.header, contract)
-
-    @property
-    def description(self) -> str:
-        return (
-            self.files[0]
-            if len(self.files) == 1
-            else f"{self.files[0]} (+{len(self.files) - 1} files)"
-        )
-
-    def total_bytes(self) -> int | None:
-        return sum(os.path.getsize(name) for name in self.files)
 
     def _read_header(self, path: str) -> list[str]:
         import csv

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -11,7 +10,7 @@ import pyarrow as pa
 from loopml.data.contract import Contract
 from loopml.data.sources._base import (
     BATCH_ROWS,
-    Source,
+    FileSource,
     SourceBatch,
     _first_line,
     _open_text,
@@ -20,7 +19,7 @@ from loopml.data.sources._base import (
 from loopml.errors import InputError
 
 
-class JSONLinesSource(Source):
+class JSONLinesSource(FileSource):
     """JSON Lines files (gzip too), parsed by Arrow in blocks.
 
     A block that fails to parse is re-read line by line, so one bad line costs only
@@ -30,21 +29,9 @@ class JSONLinesSource(Source):
     _BLOCK_BYTES = 8 << 20
 
     def __init__(self, files: list[str], contract: Contract | None) -> None:
-        super().__init__()
-        self.files = files
+        super().__init__(files)
         self.contract = contract
         self.schema: pa.Schema | None = arrow_schema(contract) if contract else None
-
-    @property
-    def description(self) -> str:
-        return (
-            self.files[0]
-            if len(self.files) == 1
-            else f"{self.files[0]} (+{len(self.files) - 1} files)"
-        )
-
-    def total_bytes(self) -> int | None:
-        return sum(os.path.getsize(name) for name in self.files)
 
     def batches(self) -> Iterator[SourceBatch]:
         for file in self.files:

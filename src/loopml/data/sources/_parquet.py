@@ -9,7 +9,7 @@ import pyarrow as pa
 from loopml.data.contract import Contract
 from loopml.data.sources._base import (
     BATCH_ROWS,
-    Source,
+    FileSource,
     SourceBatch,
     _first_line,
     check_columns,
@@ -18,14 +18,13 @@ from loopml.data.sources._base import (
 from loopml.errors import InputError
 
 
-class ParquetSource(Source):
+class ParquetSource(FileSource):
     """Parquet files, read batch by batch and cast to the contract's types."""
 
     def __init__(self, files: list[str], contract: Contract | None) -> None:
-        super().__init__()
         import pyarrow.parquet as pq
 
-        self.files = files
+        super().__init__(files)
         self.contract = contract
         try:
             self.metas = [pq.ParquetFile(name) for name in files]
@@ -39,14 +38,6 @@ class ParquetSource(Source):
                 raise InputError(f"{name}: its columns differ from {files[0]}'s")
         if contract is not None:
             check_columns(files[0], first.names, contract)
-
-    @property
-    def description(self) -> str:
-        return (
-            self.files[0]
-            if len(self.files) == 1
-            else f"{self.files[0]} (+{len(self.files) - 1} files)"
-        )
 
     def total_rows(self) -> int | None:
         return sum(meta.metadata.num_rows for meta in self.metas)
