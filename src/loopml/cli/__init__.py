@@ -47,8 +47,6 @@ app.add_typer(audit.app, name="audit")
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map loopml errors to one line and their exit code."""
-    from typer._click import exceptions as click_errors
-
     from loopml.errors import LoopMLError
 
     try:
@@ -56,13 +54,17 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except LoopMLError as exc:
         _fail(f"error: {exc}", exc.exit_code, exc)
-    except click_errors.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click_errors.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click_errors.Abort:
+    except typer.Abort:
         _fail("aborted", 130, None)
+    except typer.TyperException as exc:
+        # Usage errors (unknown command or option, bad value) know how to show themselves.
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         _fail("interrupted", 130, None)
     except Exception as exc:  # a bug, not the user's mistake: say so, briefly

@@ -100,12 +100,7 @@ def show(
         table = Table("column", "type", "nulls", "distinct", "min", "max", "mean", "top")
         for column in version.schema:
             stats = version.profile.get(column.name, {})
-            top = ", ".join(
-                f"{v}"
-                for v, _ in stats.get(
-                    "top",
-                )[:3]
-            )
+            top = ", ".join(f"{v}" for v, _ in stats.get("top", [])[:3])
             table.add_row(
                 column.name,
                 column.type,

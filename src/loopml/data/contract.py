@@ -17,10 +17,12 @@ whole fails when the quarantined share passes ``max_quarantine_fraction``.
 
 from __future__ import annotations
 
-import re
+import math
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from loopml.errors import SpecError
+from loopml.errors import NotFound, SpecError
 
 ColumnType = Literal["int", "float", "string", "bool", "timestamp", "date"]
 PiiPolicy = Literal["drop", "hash", "mask", "redact"]
@@ -45,14 +47,43 @@ DUCKDB_TYPES: dict[str, str] = {
     "timestamp": "TIMESTAMP",
     "date": "DATE",
 }
-ARROW_TYPES: dict[str, str] = {
-    "int": "int64",
-    "float": "double",
-    "string": "string",
-    "bool": "bool",
-    "timestamp": "timestamp[us]",
-    "date": "date32[day]",
-}
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type a contract type is stored as."""
+    return {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+    }[kind]
+
+
+def _check_value(value: Any, kind: str, what: str) -> Any:
+    """Return ``value`` as the contract type ``kind`` holds it, or raise ValueError."""
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what} {value!r} is not a number")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what} {value!r} is not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"{what} {value!r} is not a finite number")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{what} {value!r} is not true or false")
+    elif kind in {"timestamp", "date"}:
+        text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+        try:
+            datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"{what} {value!r} is not an ISO {kind}") from exc
+        return text
+    else:
+        return str(value)
+    return value
 
 
 class ColumnRule(BaseModel):
@@ -62,8 +93,8 @@ class ColumnRule(BaseModel):
 
     type: ColumnType = "string"
     nullable: bool = True
-    min: int | float | str | None = None
-    max: int | float | str | None = None
+    min: int | float | datetime | date | str | None = None
+    max: int | float | datetime | date | str | None = None
     allowed: list[Any] | None = None
     regex: str | None = None
     pii: PiiPolicy | None = None
@@ -71,11 +102,19 @@ class ColumnRule(BaseModel):
     @field_validator("regex")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
+        # Rules run in DuckDB, whose RE2 engine lacks some of Python's syntax
+        # (lookarounds, backreferences): compile the pattern where it will run.
         if value is not None:
+            from loopml.data import _duckdb
+
+            con = _duckdb.connect()
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"regex {value!r} does not compile: {exc}") from exc
+                con.execute("SELECT regexp_full_match('', ?)", [value]).fetchall()
+            except Exception as exc:  # DuckDB raises one of several types for bad patterns
+                message = str(exc).strip().splitlines()[0]
+                raise ValueError(f"regex {value!r} does not compile: {message}") from exc
+            finally:
+                con.close()
         return value
 
     @model_validator(mode="after")
@@ -84,8 +123,13 @@ class ColumnRule(BaseModel):
             raise ValueError("regex applies to string columns only")
         if (self.min is not None or self.max is not None) and self.type in {"string", "bool"}:
             raise ValueError(f"min/max do not apply to {self.type} columns")
-        numbers = (int, float)
-        if isinstance(self.min, numbers) and isinstance(self.max, numbers) and self.min > self.max:
+        for name in ("min", "max"):
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, _check_value(value, self.type, name))
+        if self.allowed is not None:
+            values = [_check_value(v, self.type, "allowed value") for v in self.allowed]
+            object.__setattr__(self, "allowed", values)
+        if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self
 
@@ -109,6 +153,10 @@ class Contract(BaseModel):
             raise ValueError(f"unique key column(s) {', '.join(missing)} are not in columns")
         return value
 
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of the declared columns, in order."""
+        return pa.schema([pa.field(n, arrow_type(r.type)) for n, r in self.columns.items()])
+
     @property
     def pii(self) -> dict[str, str]:
         """Column -> PII policy, for the columns that declare one."""
@@ -123,8 +171,6 @@ class Contract(BaseModel):
             SpecError: the YAML does not parse or does not validate; the message names
                 the field and its line.
         """
-        from loopml.errors import NotFound
-
         path = Path(path)
         try:
             text = path.read_text()

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from loopml.data import pii as pii_policies
 from loopml.data.contract import Contract
 from loopml.data.profile import profile_files
 from loopml.data.quarantine import Quarantine
-from loopml.data.sources import Source, arrow_schema, open_source
+from loopml.data.sources import RESERVED_PREFIX, Source, open_source
 from loopml.data.validate import SeenKeys, check_batch
 from loopml.errors import ContractViolation, InputError, LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
@@ -55,7 +55,6 @@ class IngestResult:
     pii_warning_kinds: dict[str, str]
     schema_changes: dict[str, Any]
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain JSON-ready data (what ``loopml ingest --json`` prints)."""
@@ -216,141 +215,160 @@ def ingest(
             source, contract=contract, format=format, query=query, delimiter=delimiter
         )
         with ctx.artifacts.staging() as folder:
-            result = _run(ctx, name, reader, contract, policies, folder, on_progress)
-    except LoopMLError as exc:
+            run = _Ingestion(ctx, name, reader, contract, policies, folder, on_progress)
+            result = run.run()
+    except Exception as exc:
+        # Every failure is audited, a bug's as much as a user's mistake.
+        message = exc.message if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
         with ctx.write() as conn:
             ctx.audit(
                 conn,
                 "dataset.ingest",
                 f"dataset:{name}",
                 outcome="failed",
-                details={"error": exc.message},
+                details={"error": message},
             )
         raise
     return IngestResult(**{**result, "seconds": time.perf_counter() - started})
 
 
-def _run(
-    ctx: Context,
-    name: str,
-    reader: Source,
-    contract: Contract | None,
-    policies: dict[str, str],
-    folder: Path,
-    on_progress: ProgressFn | None,
-) -> dict[str, Any]:
-    key = ctx.secret_key("pii") if any(p == "hash" for p in policies.values()) else b""
-    parts = _PartWriter(folder)
-    quarantine = Quarantine(folder, policies, key)
-    seen = SeenKeys() if contract and contract.unique else None
-    total_bytes = reader.total_bytes()
-    try:
-        accepted, source_schema, warnings = _stream(
-            reader, contract, policies, key, parts, quarantine, seen, on_progress
+class _Ingestion:
+    """One ingest's state: the source, its checks, and the files it stages."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        name: str,
+        reader: Source,
+        contract: Contract | None,
+        policies: dict[str, str],
+        folder: Path,
+        on_progress: ProgressFn | None,
+    ) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.reader = reader
+        self.contract = contract
+        self.policies = policies
+        self.folder = folder
+        self.on_progress = on_progress
+        needs_key = any(p == "hash" for p in policies.values())
+        self.key = ctx.secret_key("pii") if needs_key else b""
+        self.quarantine = Quarantine(folder, policies, self.key)
+        self.quarantine.watch(reader)
+        self.seen = SeenKeys() if contract and contract.unique else None
+        self.accepted = 0
+        self.source_schema: pa.Schema | None = None
+        self.warnings: dict[str, str] = {}
+
+    def run(self) -> dict[str, Any]:
+        """Stream, check, stage, profile, store and commit; return what happened."""
+        parts = _PartWriter(self.folder)
+        try:
+            self._stream(parts)
+            quarantine_path = self.quarantine.finish(self.reader)
+            rows_read = self.accepted + self.quarantine.count
+            if self.on_progress:
+                self.on_progress(rows_read, rows_read, self.reader.total_bytes())
+            self._check_threshold(rows_read)
+            source_schema = self.source_schema or _empty_schema(self.contract, self.reader)
+            schema = pii_policies.output_schema(source_schema, self.policies)
+            part_files = parts.finish(schema)
+        except BaseException:
+            parts.abort()
+            self.quarantine.close()
+            raise
+        schema = parts.schema or schema
+        profile = profile_files([str(p) for p, _ in part_files], schema)
+        stored = [self.ctx.artifacts.put(path, rows=rows) for path, rows in part_files]
+        quarantine_object: StoredObject | None = None
+        if quarantine_path is not None:
+            quarantine_object = self.ctx.artifacts.put(quarantine_path, rows=self.quarantine.count)
+        version = versions.commit(
+            self.ctx,
+            dataset=self.name,
+            schema=_columns(schema, self.contract),
+            files=stored,
+            source=self.reader.description,
+            rows_read=rows_read,
+            quarantine=quarantine_object,
+            quarantine_reasons=dict(self.quarantine.reasons),
+            profile=profile,
+            pii=self.policies,
+            pii_warnings=sorted(self.warnings),
         )
-        quarantine_path = quarantine.finish(reader)
-        rows_read = accepted + quarantine.count
-        if on_progress:
-            on_progress(rows_read, rows_read, total_bytes)
-        if (
-            contract
-            and rows_read
-            and quarantine.count / rows_read > contract.max_quarantine_fraction
-        ):
-            top = ", ".join(f"{r} ({n})" for r, n in quarantine.reasons.most_common(3))
-            raise ContractViolation(
-                f"{reader.description}: {quarantine.count} of {rows_read} rows "
-                f"({quarantine.count / rows_read:.1%}) broke the contract, above its limit of "
-                f"{contract.max_quarantine_fraction:.1%}; most common: {top}",
-                hint="fix the data, or raise max_quarantine_fraction in the contract",
+        return {
+            "version": version,
+            "rows_read": rows_read,
+            "rows_accepted": self.accepted,
+            "rows_quarantined": self.quarantine.count,
+            "quarantine_reasons": dict(self.quarantine.reasons),
+            "pii_warnings": sorted(self.warnings),
+            "pii_warning_kinds": dict(self.warnings),
+            "schema_changes": dict(version.schema_changes),
+        }
+
+    def _stream(self, parts: _PartWriter) -> None:
+        """Check, mask and write every batch the source yields."""
+        import pyarrow.compute as pc
+
+        con = _duckdb.connect()
+        total_rows, total_bytes = self.reader.total_rows(), self.reader.total_bytes()
+        try:
+            for item in self.reader.batches():
+                batch = item.batch
+                if self.source_schema is None:
+                    self._first_batch(batch)
+                reasons = None
+                if self.contract is not None:
+                    reasons = check_batch(
+                        batch, self.contract, self.seen, item.reasons, connection=con
+                    )
+                if reasons is not None:
+                    self.quarantine.add(batch, reasons, item.file, item.offset)
+                    batch = batch.filter(pc.is_null(reasons))
+                if batch.num_rows:
+                    parts.write(pii_policies.apply_policies(batch, self.policies, self.key))
+                    self.accepted += batch.num_rows
+                if self.on_progress:
+                    self.on_progress(self.accepted + self.quarantine.count, total_rows, total_bytes)
+        finally:
+            con.close()
+
+    def _first_batch(self, batch: pa.RecordBatch) -> None:
+        self.source_schema = batch.schema
+        if reserved := [n for n in batch.schema.names if n.startswith(RESERVED_PREFIX)]:
+            raise InputError(
+                f"{self.reader.description}: column name(s) {', '.join(reserved)} are reserved",
+                hint=f"rename columns starting with {RESERVED_PREFIX!r}",
             )
-        if source_schema is None:
-            source_schema = _empty_schema(contract, reader)
-            warnings = {}
-        schema = pii_policies.output_schema(source_schema, policies)
-        part_files = parts.finish(parts.schema or schema)
-    except BaseException:
-        parts.abort()
-        raise
-    schema = parts.schema or schema
-    profile = profile_files([str(p) for p, _ in part_files], schema)
-    stored = [ctx.artifacts.put(path, rows=rows) for path, rows in part_files]
-    quarantine_object: StoredObject | None = None
-    if quarantine_path is not None:
-        quarantine_object = ctx.artifacts.put(quarantine_path, rows=quarantine.count)
-    version = versions.commit(
-        ctx,
-        dataset=name,
-        schema=_columns(schema, contract),
-        files=stored,
-        source=reader.description,
-        rows_read=rows_read,
-        quarantine=quarantine_object,
-        quarantine_reasons=dict(quarantine.reasons),
-        profile=profile,
-        pii=policies,
-        pii_warnings=sorted(warnings or {}),
-    )
-    return {
-        "version": version,
-        "rows_read": rows_read,
-        "rows_accepted": accepted,
-        "rows_quarantined": quarantine.count,
-        "quarantine_reasons": dict(quarantine.reasons),
-        "pii_warnings": sorted(warnings or {}),
-        "pii_warning_kinds": dict(warnings or {}),
-        "schema_changes": dict(version.schema_changes),
-    }
+        if unknown := [c for c in self.policies if c not in batch.schema.names]:
+            raise InputError(
+                f"PII policy for column(s) {', '.join(unknown)}, which the source does not have",
+                hint=f"columns: {', '.join(batch.schema.names)}",
+            )
+        self.warnings = pii_policies.detect(batch, self.policies)
 
-
-def _stream(
-    reader: Source,
-    contract: Contract | None,
-    policies: dict[str, str],
-    key: bytes,
-    parts: _PartWriter,
-    quarantine: Quarantine,
-    seen: SeenKeys | None,
-    on_progress: ProgressFn | None,
-) -> tuple[int, pa.Schema | None, dict[str, str] | None]:
-    """Check, mask and write every batch; return (rows accepted, source schema, PII warnings)."""
-
-    warnings: dict[str, str] | None = None
-    source_schema: pa.Schema | None = None
-    accepted = 0
-    total_rows, total_bytes = reader.total_rows(), reader.total_bytes()
-    con = _duckdb.connect()
-    for item in reader.batches():
-        batch = item.batch
-        if source_schema is None:
-            source_schema = batch.schema
-            unknown = [c for c in policies if c not in batch.schema.names]
-            if unknown:
-                raise InputError(
-                    f"PII policy for column(s) {', '.join(unknown)}, which the "
-                    f"source does not have",
-                    hint=f"columns: {', '.join(batch.schema.names)}",
-                )
-            warnings = pii_policies.detect(batch, policies)
-        reasons = (
-            check_batch(batch, contract, seen, item.reasons, connection=con) if contract else None
+    def _check_threshold(self, rows_read: int) -> None:
+        contract, count = self.contract, self.quarantine.count
+        if (
+            contract is None
+            or not rows_read
+            or count / rows_read <= contract.max_quarantine_fraction
+        ):
+            return
+        top = ", ".join(f"{r} ({n})" for r, n in self.quarantine.reasons.most_common(3))
+        raise ContractViolation(
+            f"{self.reader.description}: {count} of {rows_read} rows ({count / rows_read:.1%}) "
+            f"broke the contract, above its limit of {contract.max_quarantine_fraction:.1%}; "
+            f"most common: {top}",
+            hint="fix the data, or raise max_quarantine_fraction in the contract",
         )
-        if reasons is not None:
-            import pyarrow.compute as pc
-
-            quarantine.add(batch, reasons, item.file, item.offset)
-            batch = batch.filter(pc.is_null(reasons))
-        if batch.num_rows:
-            parts.write(pii_policies.apply_policies(batch, policies, key))
-            accepted += batch.num_rows
-        if on_progress:
-            on_progress(accepted + quarantine.count + len(reader.rejects), total_rows, total_bytes)
-    return accepted, source_schema, warnings
 
 
 def _empty_schema(contract: Contract | None, reader: Source) -> pa.Schema:
     if contract is not None:
-        return arrow_schema(contract)
+        return contract.arrow_schema()
     header = getattr(reader, "header", None)
     if header:
         return pa.schema([pa.field(n, pa.string()) for n in header])

@@ -13,15 +13,12 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _duckdb
+from loopml.data._sql import identifier, string_list
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_K = 10
 MAX_TOP_DISTINCT = 10_000
 QUANTILE_SAMPLE = 100_000
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _kind(type_: pa.DataType) -> str:
@@ -56,14 +53,14 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
     if not paths or not len(schema):
         return profile
     con = _duckdb.connect()
-    files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    files = string_list(paths)
     table = f"read_parquet({files})"
     selects = ["count(*)"]
     layout: list[tuple[str, str]] = []
     quantile_selects: list[str] = []
     quantile_columns: list[str] = []
     for field in schema:
-        column = _quote(field.name)
+        column = identifier(field.name)
         kind = profile[field.name]["kind"]
         selects += [f"count({column})", f"approx_count_distinct({column})"]
         layout += [(field.name, "count"), (field.name, "distinct")]
@@ -112,7 +109,7 @@ def profile_files(paths: Sequence[str], schema: pa.Schema) -> dict[str, dict[str
             stats["kind"] in {"categorical", "bool"}
             and (stats["distinct"] or 0) <= MAX_TOP_DISTINCT
         ):
-            column = _quote(field.name)
+            column = identifier(field.name)
             top = con.execute(
                 f"SELECT {column}, count(*) AS n FROM {table} WHERE {column} IS NOT NULL "
                 f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_K}"

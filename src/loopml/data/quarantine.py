@@ -1,9 +1,10 @@
 """The quarantine: every rejected row, with its file, row number, reason and contents.
 
-Rows rejected by the contract are spooled to a staging Parquet file as they come, so
-memory stays bounded; when the source is exhausted their row numbers are resolved
-(a CSV reader knows them only at the end) and they are merged with the rows the
-source could not parse. Rejected rows get the same PII policies as accepted ones.
+Rows the source could not parse and rows rejected by the contract are spooled to
+staging Parquet files as they come, so memory stays bounded. When the source is
+exhausted the contract rejects get their row numbers (a CSV reader knows them only
+at the end) and both spools merge into the version's quarantine file. Rejected rows
+get the same PII policies as accepted ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopml.data.pii import REDACTED, apply_policies, scrub_record
-from loopml.data.sources import Source
+from loopml.data.sources import Reject, Source
 from loopml.data.validate import bool_mask
 
 SCHEMA = pa.schema(
@@ -39,6 +40,7 @@ _SPOOL = pa.schema(
     ]
 )
 _QUOTED = re.compile(r'"[^"]*"')
+_FLUSH_ROWS = 10_000
 
 
 class Quarantine:
@@ -51,6 +53,37 @@ class Quarantine:
         self.reasons: Counter[str] = Counter()
         self.count = 0
         self._spool: pq.ParquetWriter | None = None
+        self._rejects: pq.ParquetWriter | None = None
+        self._pending: list[dict[str, object]] = []
+        self._source: Source | None = None
+
+    def watch(self, source: Source) -> None:
+        """Take the rows ``source`` cannot read as it finds them."""
+        self._source = source
+        source.send_rejects_to(self._add_reject)
+
+    def _add_reject(self, reject: Reject) -> None:
+        self.reasons[reject.reason] += 1
+        self.count += 1
+        self._pending.append(
+            {
+                "file": reject.file,
+                "row": reject.row,
+                "reason": reject.reason,
+                "detail": self._scrub_detail(reject.detail),
+                "record": self._scrub(reject.record),
+            }
+        )
+        if len(self._pending) >= _FLUSH_ROWS:
+            self._flush_rejects()
+
+    def _flush_rejects(self) -> None:
+        if not self._pending:
+            return
+        if self._rejects is None:
+            self._rejects = pq.ParquetWriter(self.folder / "rejects-spool.parquet", SCHEMA)
+        self._rejects.write_table(pa.Table.from_pylist(self._pending, schema=SCHEMA))
+        self._pending = []
 
     def add(self, batch: pa.RecordBatch, reasons: pa.Array, file: str, offset: int) -> None:
         """Spool the rows of ``batch`` whose reason is set; ``offset`` as in SourceBatch."""
@@ -80,67 +113,46 @@ class Quarantine:
         self._spool.write_batch(spool)
 
     def finish(self, source: Source) -> Path | None:
-        """Merge the spooled rows with the source's rejects; return the file, or None if empty."""
-        for reject in source.rejects:
-            self.reasons[reject.reason] += 1
-        self.count += len(source.rejects)
-        if self._spool is not None:
-            self._spool.close()
+        """Merge both spools into the quarantine file; None when nothing was rejected."""
+        self._flush_rejects()
+        self.close()
         if self.count == 0:
             return None
         path = self.folder / "quarantine.parquet"
-        with pq.ParquetWriter(path, SCHEMA) as writer:
-            if source.rejects:
-                writer.write_table(
-                    pa.Table.from_pylist(
-                        [
-                            {
-                                "file": r.file,
-                                "row": r.row,
-                                "reason": r.reason,
-                                "detail": self._scrub_detail(r.detail),
-                                "record": self._scrub(r.record, source),
-                            }
-                            for r in source.rejects
-                        ],
-                        schema=SCHEMA,
-                    )
-                )
+        with pq.ParquetWriter(path, SCHEMA) as out:
+            if self._rejects is not None:
+                for batch in pq.ParquetFile(self.folder / "rejects-spool.parquet").iter_batches():
+                    out.write_batch(batch)
             if self._spool is not None:
-                spool = pq.ParquetFile(self.folder / "quarantine-spool.parquet")
-                for batch in spool.iter_batches():
-                    files = batch.column("file").to_pylist()
-                    index = batch.column("index").to_numpy()
-                    rows = np.empty(len(index), dtype=np.int64)
-                    for file in set(files):
-                        picked = np.array([f == file for f in files])
-                        rows[picked] = source.row_numbers(file, index[picked])
-                    writer.write_batch(
-                        pa.RecordBatch.from_arrays(
-                            [
-                                batch.column("file"),
-                                pa.array(rows),
-                                batch.column("reason"),
-                                pa.nulls(len(rows), pa.string()),
-                                batch.column("record"),
-                            ],
-                            schema=SCHEMA,
-                        )
-                    )
+                for batch in pq.ParquetFile(
+                    self.folder / "quarantine-spool.parquet"
+                ).iter_batches():
+                    out.write_batch(_numbered(batch, source))
         return path
 
-    def _scrub(self, record: str | None, source: Source) -> str | None:
+    def close(self) -> None:
+        """Close the spool files (also after a failure, so no handle is left open)."""
+        for writer in (self._rejects, self._spool):
+            if writer is not None:
+                writer.close()  # closing twice is harmless
+
+    def _scrub(self, record: str | None) -> str | None:
         """Apply the PII policies to a raw record the source could not parse.
 
-        The source splits it into fields where it can (a CSV line by its header);
-        fields past the header are redacted, since nothing says what they hold. A
-        record that cannot be split is withheld rather than stored raw.
+        The source splits it into named fields where they line up with its columns;
+        fields it cannot name (a ragged row's) are all redacted, since any of them may
+        hold a policy column's value. A record that cannot be split is withheld.
         """
-        if record is None or not self.policies:
+        if record is None or not self.policies or self._source is None:
             return record
-        fields = source.split_record(record)
+        fields = self._source.split_record(record)
         if fields is None:
             return None
+        if any(name.startswith("field_") for name in fields):
+            fields = {
+                name: REDACTED if value not in (None, "") else value
+                for name, value in fields.items()
+            }
         return orjson.dumps(scrub_record(fields, self.policies, self.key), default=str).decode()
 
     def _scrub_detail(self, detail: str) -> str:
@@ -148,3 +160,23 @@ class Quarantine:
         if not self.policies:
             return detail
         return _QUOTED.sub(f'"{REDACTED}"', detail)
+
+
+def _numbered(batch: pa.RecordBatch, source: Source) -> pa.RecordBatch:
+    """A spooled batch of contract rejects with source row numbers in place of indexes."""
+    files = batch.column("file").to_pylist()
+    index = batch.column("index").to_numpy()
+    rows = np.empty(len(index), dtype=np.int64)
+    for file in set(files):
+        picked = np.array([f == file for f in files])
+        rows[picked] = source.row_numbers(file, index[picked])
+    return pa.RecordBatch.from_arrays(
+        [
+            batch.column("file"),
+            pa.array(rows),
+            batch.column("reason"),
+            pa.nulls(len(rows), pa.string()),
+            batch.column("record"),
+        ],
+        schema=SCHEMA,
+    )

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.data import _duckdb
-from loopml.data.contract import DUCKDB_TYPES, Contract
+from loopml.data._sql import identifier, literal
+from loopml.data.contract import Contract
 
 
 class SeenKeys:
@@ -83,20 +84,6 @@ def key_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
 
 
-def _sql_literal(value: object, type_name: str) -> str:
-    if type_name in {"timestamp", "date"}:
-        return f"CAST('{value}' AS {DUCKDB_TYPES[type_name]})"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def rules_sql(contract: Contract, prefix: list[str] | None = None) -> str | None:
     """One SQL expression giving each row's first broken rule, or NULL when it passes.
 
@@ -109,23 +96,23 @@ def rules_sql(contract: Contract, prefix: list[str] | None = None) -> str | None
     """
     cases: list[str] = list(prefix or [])
     for name, rule in contract.columns.items():
-        column = _quote(name)
+        column = identifier(name)
         checks: list[tuple[str, str]] = []
         if not rule.nullable:
             checks.append((f"{column} IS NULL", f"{name}: null not allowed"))
         if rule.min is not None:
             checks.append(
-                (f"{column} < {_sql_literal(rule.min, rule.type)}", f"{name}: below min {rule.min}")
+                (f"{column} < {literal(rule.min, rule.type)}", f"{name}: below min {rule.min}")
             )
         if rule.max is not None:
             checks.append(
-                (f"{column} > {_sql_literal(rule.max, rule.type)}", f"{name}: above max {rule.max}")
+                (f"{column} > {literal(rule.max, rule.type)}", f"{name}: above max {rule.max}")
             )
         if rule.allowed is not None:
-            values = ", ".join(_sql_literal(v, rule.type) for v in rule.allowed)
+            values = ", ".join(literal(v, rule.type) for v in rule.allowed)
             checks.append((f"{column} NOT IN ({values})", f"{name}: not an allowed value"))
         if rule.regex is not None:
-            pattern = _sql_literal(rule.regex, "string")
+            pattern = literal(rule.regex, "string")
             checks.append(
                 (
                     f"NOT regexp_full_match({column}, {pattern})",
@@ -133,12 +120,11 @@ def rules_sql(contract: Contract, prefix: list[str] | None = None) -> str | None
                 )
             )
         cases += [
-            f"WHEN {condition} THEN {_sql_literal(reason, 'string')}"
-            for condition, reason in checks
+            f"WHEN {condition} THEN {literal(reason, 'string')}" for condition, reason in checks
         ]
     for name in contract.unique:
-        reason = _sql_literal(f"{name}: null in the unique key", "string")
-        cases.append(f"WHEN {_quote(name)} IS NULL THEN {reason}")
+        reason = literal(f"{name}: null in the unique key", "string")
+        cases.append(f"WHEN {identifier(name)} IS NULL THEN {reason}")
     if not cases:
         return None
     return "CASE " + " ".join(cases) + " END"

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from loopml.data.contract import Contract
-from loopml.data.sources._base import Reject, Source, SourceBatch, arrow_schema, arrow_type
+from loopml.data.sources._base import RESERVED_PREFIX, Reject, Source, SourceBatch
 from loopml.data.sources._csv import CSVSource
 from loopml.data.sources._jsonl import JSONLinesSource
 from loopml.data.sources._parquet import ParquetSource
@@ -112,6 +112,7 @@ def open_source(
 
 
 __all__ = [
+    "RESERVED_PREFIX",
     "CSVSource",
     "JSONLinesSource",
     "ParquetSource",
@@ -119,8 +120,6 @@ __all__ = [
     "SQLSource",
     "Source",
     "SourceBatch",
-    "arrow_schema",
-    "arrow_type",
     "detect_format",
     "expand_paths",
     "open_source",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +14,16 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data import _duckdb
-from loopml.data.contract import ARROW_TYPES, DUCKDB_TYPES, Contract
+from loopml.data.contract import DUCKDB_TYPES, Contract, arrow_type
 from loopml.data.validate import bool_mask
 from loopml.errors import InputError
 
 BATCH_ROWS = 122_880
+# Columns loopml adds inside its scans; a source's own columns may not start so.
+RESERVED_PREFIX = "__loopml"
 REASON_COLUMN = "__loopml_reason"
-REDACTED_EXTRA = "[REDACTED]"
+FILE_COLUMN = "__loopml_file"
+RAW_PREFIX = "__loopml_raw_"
 
 
 def strict_int_sql(text: str) -> str:
@@ -59,16 +63,16 @@ class SourceBatch:
 
 @dataclass
 class _RejectedRows:
-    """Per file, the sorted record numbers a reader rejected."""
+    """Per file, the record numbers a reader rejected (8 bytes each)."""
 
-    by_file: dict[str, list[int]] = field(default_factory=dict)
+    by_file: dict[str, array[int]] = field(default_factory=dict)
 
     def add(self, file: str, row: int) -> None:
-        self.by_file.setdefault(file, []).append(row)
+        self.by_file.setdefault(file, array("q")).append(row)
 
     def row_numbers(self, file: str, accepted_index: np.ndarray) -> np.ndarray:
         """Map accepted-row indexes (0-based) to source record numbers (1-based)."""
-        rejected = np.sort(np.asarray(self.by_file.get(file, []), dtype=np.int64))
+        rejected = np.sort(np.frombuffer(self.by_file.get(file, array("q")), dtype=np.int64))
         # Before the j-th rejected record sit rejected[j] - 1 - j accepted ones.
         accepted_before = rejected - 1 - np.arange(len(rejected))
         skipped = np.searchsorted(accepted_before, accepted_index, side="right")
@@ -79,8 +83,13 @@ class Source(ABC):
     """The shared contract of the source readers."""
 
     def __init__(self) -> None:
-        self.rejects: list[Reject] = []
+        self.rejected = 0
         self._rejected = _RejectedRows()
+        self._sink: Callable[[Reject], None] | None = None
+
+    def send_rejects_to(self, sink: Callable[[Reject], None]) -> None:
+        """Hand every rejected row to ``sink`` as it is found (the quarantine spools them)."""
+        self._sink = sink
 
     @property
     @abstractmethod
@@ -89,7 +98,7 @@ class Source(ABC):
 
     @abstractmethod
     def batches(self) -> Iterator[SourceBatch]:
-        """Yield the accepted rows; ``rejects`` is complete once this is exhausted."""
+        """Yield the accepted rows; every reject has been sent once this is exhausted."""
 
     def total_rows(self) -> int | None:
         """The number of rows, when known without reading them (for progress bars)."""
@@ -100,15 +109,23 @@ class Source(ABC):
         return None
 
     def reject(self, file: str, row: int, reason: str, detail: str, record: str | None) -> None:
-        self.rejects.append(Reject(file, row, reason, detail, record))
+        """Record that row ``row`` of ``file`` could not be read, and why."""
+        self.rejected += 1
         self._rejected.add(file, row)
+        if self._sink is not None:
+            self._sink(Reject(file, row, reason, detail, record))
 
     def row_numbers(self, file: str, accepted_index: np.ndarray) -> np.ndarray:
         """Source record numbers of accepted rows, given their indexes among the accepted."""
         return self._rejected.row_numbers(file, accepted_index)
 
     def split_record(self, record: str) -> dict[str, object] | None:
-        """A rejected raw record as field name -> value, or None when it cannot be split."""
+        """A rejected raw record as field name -> value, or None when it cannot be split.
+
+        Fields are named by column only when the record lines up with the columns;
+        otherwise they are named ``field_1``, ``field_2``... so no column's policy is
+        applied to a value that may not be that column's.
+        """
         import orjson
 
         try:
@@ -139,14 +156,6 @@ def _open_text(path: str) -> Any:
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def _column(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -165,27 +174,6 @@ def check_columns(file: str, present: list[str], contract: Contract) -> None:
             f"{file}: column(s) {', '.join(extra)} are not in the contract",
             hint="add them to the contract, or set allow_extra_columns: true",
         )
-
-
-def arrow_schema(contract: Contract) -> pa.Schema:
-
-    return pa.schema(
-        [
-            pa.field(name, arrow_type(ARROW_TYPES[rule.type]))
-            for name, rule in contract.columns.items()
-        ]
-    )
-
-
-def arrow_type(name: str) -> pa.DataType:
-    return {
-        "int64": pa.int64(),
-        "double": pa.float64(),
-        "string": pa.string(),
-        "bool": pa.bool_(),
-        "timestamp[us]": pa.timestamp("us"),
-        "date32[day]": pa.date32(),
-    }[name]
 
 
 def coerce(
@@ -214,7 +202,7 @@ def coerce(
         if rule is None:
             arrays.append(column)
             continue
-        target = arrow_type(ARROW_TYPES[rule.type])
+        target = arrow_type(rule.type)
         if column.type == target:
             arrays.append(column)
             continue
@@ -264,6 +252,6 @@ def _try_cast(column: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
         cast = con.sql(f"SELECT {expression} AS v FROM loopml_input").to_arrow_table()
     finally:
         con.close()
-    values = cast.column("v").combine_chunks().cast(arrow_type(ARROW_TYPES[type_name]))
+    values = cast.column("v").combine_chunks().cast(arrow_type(type_name))
     failed = pc.and_(pc.is_null(values), pc.is_valid(column))
     return values, bool_mask(failed)

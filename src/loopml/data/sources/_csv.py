@@ -9,17 +9,18 @@ from typing import Any
 import pyarrow as pa
 
 from loopml.data import _duckdb
+from loopml.data._sql import identifier, string, string_list
 from loopml.data.contract import DUCKDB_TYPES, Contract
 from loopml.data.sources._base import (
     BATCH_ROWS,
+    FILE_COLUMN,
+    RAW_PREFIX,
     REASON_COLUMN,
-    REDACTED_EXTRA,
+    RESERVED_PREFIX,
     FileSource,
     SourceBatch,
-    _column,
     _first_line,
     _open_text,
-    _sql_string,
     check_columns,
     strict_int_sql,
 )
@@ -66,6 +67,11 @@ class CSVSource(FileSource):
             raise InputError(f"{path}: the file is empty or has no header row")
         names = next(csv.reader(io.StringIO(text), delimiter=self.delimiter))
         names = [name.strip() for name in names]
+        if reserved := [n for n in names if n.startswith(RESERVED_PREFIX)]:
+            raise InputError(
+                f"{path}, line 1: column name(s) {', '.join(reserved)} are reserved",
+                hint=f"rename columns starting with {RESERVED_PREFIX!r}",
+            )
         if len(set(names)) != len(names) or any(not n for n in names):
             raise InputError(f"{path}, line 1: the header has empty or repeated column names")
         return names
@@ -77,10 +83,9 @@ class CSVSource(FileSource):
             fields = next(csv.reader(io.StringIO(record), delimiter=self.delimiter))
         except (csv.Error, StopIteration):
             return None
-        named: dict[str, object] = dict(zip(self.header, fields, strict=False))
-        for i, value in enumerate(fields[len(self.header) :], start=1):
-            named[f"_extra_{i}"] = REDACTED_EXTRA if value else value
-        return named
+        if len(fields) != len(self.header):
+            return {f"field_{i}": value for i, value in enumerate(fields, start=1)}
+        return dict(zip(self.header, fields, strict=True))
 
     def _types(self, con: Any, read: str) -> dict[str, str]:
         """Each header column's contract type: declared, else as DuckDB sniffs it."""
@@ -101,14 +106,14 @@ class CSVSource(FileSource):
         import duckdb
 
         con = _duckdb.connect()
-        files = "[" + ", ".join(_sql_string(name) for name in self.files) + "]"
+        files = string_list(self.files)
         options = [
             "header=true",
-            f"delim={_sql_string(self.delimiter)}",
+            f"delim={string(self.delimiter)}",
             "quote='\"'",
             "escape='\"'",
             "store_rejects=true",
-            "filename='__loopml_file'",
+            f"filename={string(FILE_COLUMN)}",
             "strict_mode=true",
         ]
         try:
@@ -116,8 +121,7 @@ class CSVSource(FileSource):
             # DuckDB's integer parsing is lenient (it rounds '6.5' and reads '1e3'), so
             # int columns are read as text and cast here, strictly.
             declared = ", ".join(
-                f"{_sql_string(name)}: "
-                f"{_sql_string('VARCHAR' if kind == 'int' else DUCKDB_TYPES[kind])}"
+                f"{string(name)}: {string('VARCHAR' if kind == 'int' else DUCKDB_TYPES[kind])}"
                 for name, kind in types.items()
             )
             options.append(f"columns={{{declared}}}")
@@ -138,12 +142,12 @@ class CSVSource(FileSource):
         ints = [name for name, kind in types.items() if kind == "int"]
         inner = "*"
         if ints:
-            casts = ", ".join(f"{strict_int_sql(_column(n))} AS {_column(n)}" for n in ints)
-            raws = ", ".join(f"{_column(n)} AS {_column('__raw_' + n)}" for n in ints)
+            casts = ", ".join(f"{strict_int_sql(identifier(n))} AS {identifier(n)}" for n in ints)
+            raws = ", ".join(f"{identifier(n)} AS {identifier(RAW_PREFIX + n)}" for n in ints)
             inner = f"* REPLACE ({casts}), {raws}"
         prefix = [
-            f"WHEN {_column('__raw_' + n)} IS NOT NULL AND {_column(n)} IS NULL "
-            f"THEN {_sql_string(f'{n}: not a valid int')}"
+            f"WHEN {identifier(RAW_PREFIX + n)} IS NOT NULL AND {identifier(n)} IS NULL "
+            f"THEN {string(f'{n}: not a valid int')}"
             for n in ints
         ]
         if self.contract is not None:
@@ -152,24 +156,25 @@ class CSVSource(FileSource):
             reason = f"CASE {' '.join(prefix)} END" if prefix else None
         outer = "*"
         if ints:
-            outer += " EXCLUDE (" + ", ".join(_column("__raw_" + n) for n in ints) + ")"
+            outer += " EXCLUDE (" + ", ".join(identifier(RAW_PREFIX + n) for n in ints) + ")"
         if reason:
             outer += f", {reason} AS {REASON_COLUMN}"
         return f"SELECT {outer} FROM (SELECT {inner} FROM {read})"
 
     def _collect_rejects(self, con: Any) -> None:
-        rows = con.execute(
+        result = con.execute(
             "SELECT s.file_path, e.line, e.column_name, e.error_type, e.csv_line, e.error_message "
             "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) "
             "ORDER BY s.file_path, e.line"
-        ).fetchall()
-        seen: set[tuple[str, int]] = set()
-        for file, line, column, kind, raw, message in rows:
-            row = int(line) - 1
-            if (file, row) in seen:  # DuckDB reports each bad cell; the row counts once
-                continue
-            seen.add((file, row))
-            self.reject(file, row, _csv_reason(kind, column, self.contract), message, raw)
+        )
+        last: tuple[str, int] | None = None
+        while chunk := result.fetchmany(10_000):
+            for file, line, column, kind, raw, message in chunk:
+                row = int(line) - 1
+                if (file, row) == last:  # DuckDB reports each bad cell; the row counts once
+                    continue
+                last = (file, row)
+                self.reject(file, row, _csv_reason(kind, column, self.contract), message, raw)
 
 
 def _csv_reason(kind: str, column: str | None, contract: Contract | None) -> str:
@@ -192,12 +197,12 @@ def _csv_reason(kind: str, column: str | None, contract: Contract | None) -> str
 
 def _split_by_file(batch: pa.RecordBatch, counts: dict[str, int]) -> Iterator[SourceBatch]:
     """Split a DuckDB batch at file boundaries and take off the file and reason columns."""
-    files = batch.column(batch.schema.get_field_index("__loopml_file"))
+    files = batch.column(batch.schema.get_field_index(FILE_COLUMN))
     reasons = None
     if REASON_COLUMN in batch.schema.names:
         reasons = batch.column(batch.schema.get_field_index(REASON_COLUMN))
         batch = batch.drop_columns([REASON_COLUMN])
-    data = batch.drop_columns(["__loopml_file"])
+    data = batch.drop_columns([FILE_COLUMN])
     first = files[0].as_py() if len(files) else None
     if first is not None and files[len(files) - 1].as_py() == first:
         runs = [(first, 0, len(files))]

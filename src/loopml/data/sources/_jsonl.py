@@ -14,7 +14,6 @@ from loopml.data.sources._base import (
     SourceBatch,
     _first_line,
     _open_text,
-    arrow_schema,
 )
 from loopml.errors import InputError
 
@@ -31,7 +30,7 @@ class JSONLinesSource(FileSource):
     def __init__(self, files: list[str], contract: Contract | None) -> None:
         super().__init__(files)
         self.contract = contract
-        self.schema: pa.Schema | None = arrow_schema(contract) if contract else None
+        self.schema: pa.Schema | None = contract.arrow_schema() if contract else None
 
     def batches(self) -> Iterator[SourceBatch]:
         for file in self.files:
