@@ -22,7 +22,7 @@ from typing import Any
 from loopml.errors import SpecError
 
 WORKSPACE_FILE = "workspace.yaml"
-_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner", "prices"}
+_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner"}
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,16 @@ def load_settings(
 
 
 def write_settings(root: Path, values: dict[str, Any]) -> Path:
-    """Write ``values`` (the settings given explicitly) to the workspace file in ``root``."""
+    """Merge ``values`` (the settings given explicitly) into the workspace file in ``root``."""
     import yaml
 
     unknown = sorted(set(values) - _KEYS)
     if unknown:
         raise SpecError(f"unknown setting(s) {', '.join(unknown)}")
     root.mkdir(parents=True, exist_ok=True)
+    merged = {**_read_file(root), **{k: v for k, v in values.items() if v}}
     path = root / WORKSPACE_FILE
-    path.write_text(yaml.safe_dump({k: v for k, v in values.items() if v}, sort_keys=True))
+    partial = path.with_suffix(".yaml.partial")
+    partial.write_text(yaml.safe_dump(merged, sort_keys=True))
+    os.replace(partial, path)
     return path

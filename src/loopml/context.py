@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from loopml.config import Settings
-from loopml.errors import SpecError
+from loopml.errors import SpecError, StoreError
 from loopml.governance import audit
 from loopml.governance.identity import current_user
 from loopml.records import AuditEvent
@@ -38,9 +38,13 @@ class Context:
         """Open (and create or migrate when needed) the stores that ``settings`` name."""
         settings.root.mkdir(parents=True, exist_ok=True)
         metadata = open_metadata(settings.metadata_url)
-        artifacts = open_artifacts(
-            settings.artifacts_url, settings.root / "cache", settings.s3_endpoint_url
-        )
+        try:
+            artifacts = open_artifacts(
+                settings.artifacts_url, settings.root / "cache", settings.s3_endpoint_url
+            )
+        except BaseException:
+            metadata.dispose()
+            raise
         return cls(settings, metadata, artifacts, current_user(settings.user))
 
     @contextmanager
@@ -84,10 +88,29 @@ class Context:
         path = self.settings.root / "keys" / f"{name}.key"
         if not path.exists():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Write a private temp file, then link it into place: a reader never sees a
+            # half-written key, and of two racing creators the first link wins.
+            partial = path.with_name(f".{name}.{secrets.token_hex(8)}.partial")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
-        return bytes.fromhex(path.read_text().strip())
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+        except ValueError as exc:
+            raise StoreError(
+                f"key file {path} is not hex", hint="restore it from a backup"
+            ) from exc
+        if len(key) < 32:
+            raise StoreError(
+                f"key file {path} holds {len(key)} bytes, not 32", hint="restore it from a backup"
+            )
+        return key
 
     def close(self) -> None:
         """Release the stores' connections."""

@@ -40,7 +40,10 @@ def keyed_hash(key: bytes, value: str) -> str:
 
 
 def masked(value: str) -> str:
-    return "*" * max(len(value) - 4, 0) + value[-4:]
+    """Keep the last 4 characters, except that values of 4 or fewer are masked whole."""
+    if len(value) <= 4:
+        return "*" * len(value)
+    return "*" * (len(value) - 4) + value[-4:]
 
 
 def stored_text(ws_root: Path) -> list[tuple[Path, bytes]]:

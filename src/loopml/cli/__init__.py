@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
 from loopml.cli import audit, data
-from loopml.cli._common import WorkspaceOption
+from loopml.cli._common import invocation
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
 from loopml.cli.workspace import fsck, gc, init
@@ -28,12 +29,20 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(workspace: WorkspaceOption = None) -> None:
+def _root(
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace", "-w", help="Workspace folder or metadata URL, for every command."
+        ),
+    ] = None,
+) -> None:
     """loopml: ingest, features, train, evaluate, serve, monitor and retrain; governed and fast."""
     # `loopml -w WS data ls` and `loopml data ls -w WS` mean the same: the global
     # option travels to every command through the variable they all read.
     if workspace:
         os.environ["LOOPML_WORKSPACE"] = workspace
+        invocation.workspace_flag = workspace
 
 
 app.command()(init)

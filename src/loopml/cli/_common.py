@@ -28,6 +28,16 @@ WorkspaceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, for scripts.")]
 
 
+class _Invocation:
+    """What the root command was given, for commands that must tell a flag from the
+    environment (``demo`` never writes into ``LOOPML_WORKSPACE`` unless asked)."""
+
+    workspace_flag: str | None = None
+
+
+invocation = _Invocation()
+
+
 def open_workspace(location: str | None) -> Workspace:
     """Open the workspace a command was pointed at."""
     import loopml

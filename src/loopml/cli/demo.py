@@ -7,19 +7,24 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli._common import JsonOption, WorkspaceOption, emit, open_workspace
+from loopml.cli._common import JsonOption, emit, invocation, open_workspace
 
 
 def demo(
     rows: Annotated[int, typer.Option("--rows", help="Transactions to generate.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data.")] = 7,
-    workspace: WorkspaceOption = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", "-w", help="Workspace to create [default: ./demo-workspace]."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Generate card transactions, ingest them with a contract and PII policies, and report."""
     from loopml.examples import fraud
 
-    location = workspace or "demo-workspace"
+    # Not LOOPML_WORKSPACE: the demo writes generated data, never into a real workspace
+    # by accident.
+    location = workspace or invocation.workspace_flag or "demo-workspace"
     with open_workspace(location) as ws:
         data_dir = Path(ws.settings.root) / "data"
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,10 @@ def ingest(
         str | None,
         typer.Option("--format", help="csv, jsonl or parquet, when the suffix does not tell."),
     ] = None,
-    delimiter: Annotated[str, typer.Option("--delimiter", help="CSV field delimiter.")] = ",",
+    delimiter: Annotated[
+        str | None,
+        typer.Option("--delimiter", help="CSV field delimiter [default: tab for .tsv, else ,]."),
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -51,6 +54,8 @@ def ingest(
 
     if query is not None and source is not None:
         raise typer.BadParameter("give either SOURCE or --query/--from, not both")
+    if from_url is not None and query is None:
+        raise typer.BadParameter("--from needs --query, the SQL to run there")
     ws = open_workspace(workspace)
     progress = Progress(
         SpinnerColumn(),

@@ -11,7 +11,10 @@ from loopml.cli._common import JsonOption, WorkspaceOption, emit, human_bytes, o
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(help="Workspace folder to create.")] = Path("."),
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Workspace folder to create [default: -w, LOOPML_WORKSPACE or .]."),
+    ] = None,
     metadata: Annotated[
         str | None,
         typer.Option("--metadata", help="Metadata URL, e.g. postgresql+psycopg://host/db."),
@@ -29,9 +32,12 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace (SQLite and a local folder unless told otherwise)."""
+    import os
+
     import loopml
     from loopml.config import write_settings
 
+    directory = directory or Path(os.environ.get("LOOPML_WORKSPACE") or ".")
     values = {
         "metadata": metadata,
         "artifacts": artifacts,

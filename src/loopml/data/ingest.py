@@ -174,7 +174,7 @@ def ingest(
     pii: dict[str, str] | list[str] | None = None,
     query: str | None = None,
     format: str | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> IngestResult:
     """Read ``source`` into a new version of dataset ``name``.
@@ -190,7 +190,7 @@ def ingest(
             ``COL=POLICY`` strings; added to (and overriding) the contract's policies.
         query: SQL to run against the database at ``source``.
         format: ``csv``, ``jsonl`` or ``parquet`` when the suffix does not tell.
-        delimiter: the CSV delimiter.
+        delimiter: the CSV delimiter (a tab for ``.tsv``, else a comma).
         on_progress: called as ``(rows_read, total_rows or None, bytes or None)``.
 
     Returns:

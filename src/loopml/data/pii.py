@@ -3,7 +3,8 @@
 Policies:
     drop    remove the column.
     hash    keyed HMAC-SHA256 with the workspace's PII key (joinable, not reversible).
-    mask    keep the last 4 characters, replace the rest with ``*``.
+    mask    keep the last 4 characters, replace the rest with ``*`` (values of 4 or
+            fewer characters are masked whole).
     redact  replace every non-null value with ``[REDACTED]``.
 """
 
@@ -96,7 +97,9 @@ def apply_to_value(value: str, policy: str, key: bytes) -> str | None:
     if policy == "hash":
         return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
     if policy == "mask":
-        return "*" * max(len(value) - 4, 0) + value[-4:]
+        # Keep the last 4 characters, but never a whole value: short ones are all masked.
+        keep = 4 if len(value) > 4 else 0
+        return "*" * (len(value) - keep) + value[len(value) - keep :]
     if policy == "redact":
         return REDACTED
     return None

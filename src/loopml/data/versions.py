@@ -112,7 +112,7 @@ def resolve(conn: Connection, ref: str) -> DatasetVersion:
                 f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets"
             )
         return found
-    if version.isdigit() and len(version) < 9:
+    if version.isascii() and version.isdigit() and len(version) < 9:
         row = conn.execute(query.where(dataset_versions.c.number == int(version))).first()
         if row:
             return _from_row(row)

@@ -28,6 +28,7 @@ from loopml.errors import IntegrityError, NotFound, StoreError
 from loopml.records import StoredObject
 
 _CHUNK = 4 << 20
+_LOCAL = "local:"  # marks an S3 store's local staging entries
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -39,6 +40,17 @@ def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+def _age(folder: Path) -> float:
+    """Seconds since anything in ``folder`` last changed.
+
+    The folder's own time changes only when entries are added or removed, not while a
+    file in it grows, so the newest file decides.
+    """
+    stamps = [folder.stat().st_mtime]
+    stamps += [entry.stat().st_mtime for entry in folder.rglob("*")]
+    return time.time() - max(stamps)
 
 
 def _check_sha(sha256: str) -> str:
@@ -209,11 +221,7 @@ class LocalArtifactStore(ArtifactStore):
         self._verified.discard(sha256)
 
     def staging_entries(self) -> list[tuple[str, float]]:
-        now = time.time()
-        return [
-            (entry.name, now - entry.stat().st_mtime)
-            for entry in sorted((self.root / "staging").iterdir())
-        ]
+        return [(entry.name, _age(entry)) for entry in sorted((self.root / "staging").iterdir())]
 
     def remove_staging(self, name: str) -> None:
         if "/" in name or name in {"", ".", ".."}:
@@ -258,8 +266,9 @@ class S3ArtifactStore(ArtifactStore):
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="staging-", dir=self.cache_dir))
+        local = self.cache_dir / "staging"
+        local.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=local))
         try:
             yield folder
         finally:
@@ -328,11 +337,16 @@ class S3ArtifactStore(ArtifactStore):
         self._verified.discard(sha256)
 
     def staging_entries(self) -> list[tuple[str, float]]:
+        # Files are written locally before upload, so a crash can leave staging here too.
+        local = self.cache_dir / "staging"
+        entries = [
+            (f"{_LOCAL}{entry.name}", _age(entry))
+            for entry in (sorted(local.iterdir()) if local.exists() else [])
+        ]
         root = f"{self.prefix}/staging"
         if not self.fs.exists(root):
-            return []
+            return entries
         now = time.time()
-        entries = []
         for info in self.fs.ls(root, detail=True, refresh=True):
             name = info["name"].rstrip("/").rsplit("/", 1)[-1]
             files = self.fs.find(info["name"], detail=True)
@@ -342,9 +356,14 @@ class S3ArtifactStore(ArtifactStore):
         return entries
 
     def remove_staging(self, name: str) -> None:
+        local = name.startswith(_LOCAL)
+        name = name.removeprefix(_LOCAL)
         if "/" in name or name in {"", ".", ".."}:
             raise StoreError(f"not a staging entry: {name!r}")
-        self.fs.rm(f"{self.prefix}/staging/{name}", recursive=True)
+        if local:
+            shutil.rmtree(self.cache_dir / "staging" / name, ignore_errors=True)
+        else:
+            self.fs.rm(f"{self.prefix}/staging/{name}", recursive=True)
 
 
 ARTIFACT_BACKENDS: dict[str, type[ArtifactStore]] = {

@@ -212,7 +212,11 @@ def open_metadata(url: str) -> MetadataStore:
         )
     try:
         store = backend(url)
-    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+    except (sa.exc.ArgumentError, ModuleNotFoundError, ValueError) as exc:
         raise StoreError(f"cannot use metadata URL for {scheme}: {exc}") from exc
-    store.migrate()
+    try:
+        store.migrate()
+    except BaseException:
+        store.dispose()
+        raise
     return store

@@ -22,7 +22,7 @@ from loopml.data.sources._sql import SQLSource
 from loopml.errors import InputError, NotFound
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
-_JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
+_JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -69,7 +69,8 @@ def detect_format(files: list[str], declared: str | None = None) -> str:
         else:
             raise InputError(
                 f"{name}: unknown format",
-                hint="name files .csv, .csv.gz, .jsonl, .jsonl.gz or .parquet, or pass --format",
+                hint="name files .csv, .tsv, .jsonl or .parquet (gzip: .csv.gz, .jsonl.gz), "
+                "or pass --format; a .json file must be JSON Lines (one object per line)",
             )
     if len(kinds) > 1:
         raise InputError(
@@ -85,7 +86,7 @@ def open_source(
     contract: Contract | None = None,
     format: str | None = None,
     query: str | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
 ) -> Source:
     """Open a file, folder or glob (CSV, JSON Lines, Parquet) or a SQL query as a Source.
 
@@ -94,7 +95,7 @@ def open_source(
         contract: the declared schema; inferred from the data when None.
         format: force ``csv``, ``jsonl`` or ``parquet`` instead of guessing by suffix.
         query: a SQL query to run against the database at ``source``.
-        delimiter: the CSV field delimiter.
+        delimiter: the CSV field delimiter; a tab for ``.tsv`` files, else a comma.
     """
     if query is not None:
         if not source:
@@ -105,6 +106,9 @@ def open_source(
     files = expand_paths(source)
     kind = detect_format(files, format)
     if kind == "csv":
+        if delimiter is None:
+            tabbed = all(name.lower().endswith((".tsv", ".tsv.gz")) for name in files)
+            delimiter = "\t" if tabbed else ","
         return CSVSource(files, contract, delimiter)
     if kind == "jsonl":
         return JSONLinesSource(files, contract)

@@ -31,6 +31,9 @@ class JSONLinesSource(FileSource):
         super().__init__(files)
         self.contract = contract
         self.schema: pa.Schema | None = contract.arrow_schema() if contract else None
+        # Fields beyond the contract are taken (typed by inference) from the first
+        # block only when the contract allows them; after it the schema is fixed.
+        self._open_schema = contract is None or contract.allow_extra_columns
 
     def batches(self) -> Iterator[SourceBatch]:
         for file in self.files:
@@ -86,24 +89,40 @@ class JSONLinesSource(FileSource):
     def _parse_block(self, file: str, lines: list[bytes], first_row: int) -> pa.Table:
         import pyarrow.json as pj
 
-        # Once the schema is known (declared, or inferred from the first block), a field
+        # Once the schema is fixed (declared, or inferred from the first block), a field
         # outside it is an error for the line, never silently dropped.
         options = pj.ParseOptions(
             explicit_schema=self.schema,
-            unexpected_field_behavior="error" if self.schema is not None else "infer",
+            unexpected_field_behavior="infer" if self._open_schema else "error",
         )
         blank = [i for i, line in enumerate(lines) if not line.strip()]
         try:
             if blank:
                 raise pa.ArrowInvalid("blank lines")
             table = pj.read_json(io.BytesIO(b"".join(lines)), parse_options=options)
-            if self.schema is None:
-                self.schema = table.schema
+            if self._open_schema:
+                self.schema, self._open_schema = table.schema, False
             elif table.schema != self.schema:
                 table = table.cast(self.schema)
             return table
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            if self._open_schema:
+                self._infer_schema(lines)
             return self._parse_lines(file, lines, first_row)
+
+    def _infer_schema(self, lines: list[bytes]) -> None:
+        """Fix the schema from the first line that parses on its own (the block did not)."""
+        import pyarrow.json as pj
+
+        options = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="infer")
+        for line in lines:
+            if line.strip():
+                try:
+                    self.schema = pj.read_json(io.BytesIO(line), parse_options=options).schema
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    continue
+                self._open_schema = False
+                return
 
     def _parse_lines(self, file: str, lines: list[bytes], first_row: int) -> pa.Table:
         import orjson
@@ -155,10 +174,8 @@ class JSONLinesSource(FileSource):
             return pa.table(
                 {f.name: pa.array([], f.type) for f in self.schema} if self.schema else {}
             )
-        options = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="ignore")
+        options = pj.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error")
         table = pj.read_json(io.BytesIO(b"".join(good)), parse_options=options)
-        if self.schema is None:
-            self.schema = table.schema
         return table.cast(self.schema)
 
 
