@@ -46,6 +46,37 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def yaml_loader() -> type:
+    """A safe YAML loader with YAML 1.2 booleans: only true/false, never yes/no/on/off.
+
+    YAML 1.1 reads a column named ``no`` or the country code ``NO`` as False.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely, with YAML 1.2 booleans (see ``yaml_loader``)."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())
+
+
 def _read_file(root: Path) -> dict[str, Any]:
     path = root / WORKSPACE_FILE
     if not path.exists():
@@ -53,7 +84,7 @@ def _read_file(root: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

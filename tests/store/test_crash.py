@@ -105,19 +105,23 @@ def test_sigkill_never_leaves_a_partial_version(transactions: Path, tmp_path: Pa
         return [LOOPML_BIN, "-w", str(root), "ingest", "tx", source, "-c", contract, "--json"]
 
     env = _embedded_env()
-    first_command = command()
-    started = time.monotonic()
-    first = subprocess.run(first_command, env=env, capture_output=True, text=True, timeout=300)
-    typical = time.monotonic() - started
-    assert first.returncode == 0, first.stderr
+    # Two clean runs: the faster (warm caches) sets the kill schedule, so a busy machine
+    # during the first run does not push every kill past the end of the ingest.
+    durations = []
+    for _ in range(2):
+        started = time.monotonic()
+        done = subprocess.run(command(), env=env, capture_output=True, text=True, timeout=300)
+        durations.append(time.monotonic() - started)
+        assert done.returncode == 0, done.stderr
+    typical = min(durations)
     with loopml.open(root) as ws:
         assert ws.settings.metadata_url.startswith("sqlite:")
         assert "://" not in ws.settings.artifacts_url
-        assert _check_committed(ws, ROWS + 1) == 1
+        assert _check_committed(ws, ROWS + 1) == 2
 
     delays = [FIRST_KILL + (typical - FIRST_KILL) * i / (KILLS - 1) for i in range(KILLS)]
     outcomes = []
-    count = 1
+    count = 2
     for delay in delays:
         process = subprocess.Popen(
             command(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -136,7 +140,7 @@ def test_sigkill_never_leaves_a_partial_version(transactions: Path, tmp_path: Pa
         assert now - count in (0, 1), f"killed after {delay:.2f}s: {now - count} new versions"
         count = now
     assert outcomes.count("killed") >= KILLS // 2, outcomes
-    assert count < 1 + KILLS, "no kill landed before a commit"
+    assert count < 2 + KILLS, "no kill landed before a commit"
 
     with loopml.open(root) as ws:
         before = ws.fsck()

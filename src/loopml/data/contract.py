@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from loopml.config import load_yaml, yaml_loader
 from loopml.errors import NotFound, SpecError
 
 ColumnType = Literal["int", "float", "string", "bool", "timestamp", "date"]
@@ -186,8 +187,8 @@ class Contract(BaseModel):
         import yaml
 
         try:
-            node = yaml.compose(text)
-            data = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=yaml_loader())
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise SpecError(yaml_error(exc, source)) from exc
         if not isinstance(data, dict):
