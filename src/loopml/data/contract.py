@@ -64,10 +64,7 @@ def arrow_type(kind: str) -> pa.DataType:
 
 def _check_value(value: Any, kind: str, what: str) -> Any:
     """Return ``value`` as the contract type ``kind`` holds it, or raise ValueError."""
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{what} {value!r} is not a number")
-    elif kind == "float":
+    if kind in {"int", "float"}:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{what} {value!r} is not a number")
         if not math.isfinite(value):
@@ -85,6 +82,11 @@ def _check_value(value: Any, kind: str, what: str) -> Any:
     else:
         return str(value)
     return value
+
+
+def _order(value: Any) -> Any:
+    """A bound as it compares: timestamps by time, not by their text."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 class ColumnRule(BaseModel):
@@ -130,7 +132,7 @@ class ColumnRule(BaseModel):
         if self.allowed is not None:
             values = [_check_value(v, self.type, "allowed value") for v in self.allowed]
             object.__setattr__(self, "allowed", values)
-        if self.min is not None and self.max is not None and self.min > self.max:
+        if self.min is not None and self.max is not None and _order(self.min) > _order(self.max):
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self
 
