@@ -10,9 +10,11 @@ Policies:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +62,7 @@ def _split(item: str) -> tuple[str, str]:
     return column.strip(), policy.strip()
 
 
-def _map_unique(column: pa.Array, function) -> pa.Array:  # type: ignore[no-untyped-def]
+def _map_unique(column: pa.Array, function: Callable[[str], str | None]) -> pa.Array:
     """Apply a Python function to each distinct value only (values repeat a lot)."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(pa.string())
@@ -82,7 +84,7 @@ def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) 
         if policy == "drop":
             continue
         if policy in {"hash", "mask"}:
-            column = _map_unique(column, lambda v, p=policy: apply_to_value(v, p, key))
+            column = _map_unique(column, functools.partial(apply_to_value, policy=policy, key=key))
         elif policy == "redact":
             column = pc.if_else(
                 pc.is_valid(column), pa.scalar(REDACTED), pa.nulls(len(column), pa.string())
