@@ -15,8 +15,6 @@ staging data behind, which ``gc`` removes; nothing half-written is ever visible.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,21 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from loopml.context import Context
 from loopml.data import _duckdb, versions
 from loopml.data import pii as pii_policies
 from loopml.data.contract import Contract
-from loopml.data.profile import profile_files
 from loopml.data.quarantine import Quarantine
 from loopml.data.sources import RESERVED_PREFIX, Source, open_source
 from loopml.data.validate import SeenKeys, check_batch
-from loopml.errors import ContractViolation, InputError, LoopMLError, StoreError
-from loopml.records import Column, DatasetVersion, StoredObject
+from loopml.data.writer import PartWriter, publish
+from loopml.errors import ContractViolation, InputError, LoopMLError
+from loopml.records import DatasetVersion
 
-PART_ROWS = 8_000_000
-ROW_GROUP_ROWS = 262_144
 ProgressFn = Callable[[int, int | None, int | None], None]
 
 
@@ -73,96 +68,6 @@ class IngestResult:
             "schema_changes": self.schema_changes,
             "seconds": round(self.seconds, 3),
         }
-
-
-class _PartWriter:
-    """Writes accepted batches into Parquet part files, on a background thread.
-
-    Batches are gathered into row groups of about ROW_GROUP_ROWS rows and handed to
-    a writer thread (Parquet encoding releases the GIL), so encoding overlaps with
-    reading and checking the next rows. The queue holds one group, which bounds memory.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.parts: list[tuple[Path, int]] = []
-        self.schema: pa.Schema | None = None
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="loopml-parquet", daemon=True)
-        self._thread.start()
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if self.schema is None:
-            self.schema = batch.schema
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._put(pa.Table.from_batches(self._pending, self.schema))
-            self._pending, self._pending_rows = [], 0
-
-    def _put(self, item: pa.Table | None) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise StoreError(f"writing Parquet to staging failed: {self._error}") from self._error
-
-    def _drain(self) -> None:
-        writer: pq.ParquetWriter | None = None
-        rows = 0
-        try:
-            while (table := self._queue.get()) is not None:
-                if writer is None:
-                    path = self.folder / f"part-{len(self.parts):05d}.parquet"
-                    writer = pq.ParquetWriter(path, table.schema, compression="snappy")
-                    self.parts.append((path, 0))
-                writer.write_table(table, row_group_size=len(table))
-                rows += len(table)
-                self.parts[-1] = (self.parts[-1][0], rows)
-                if rows >= PART_ROWS:
-                    writer.close()
-                    writer, rows = None, 0
-            if writer is not None:
-                writer.close()
-        except BaseException as exc:  # handed to the ingest thread, which raises it
-            self._error = exc
-
-    def finish(self, schema: pa.Schema) -> list[tuple[Path, int]]:
-        """Write what is pending and close; an empty ingest still gets one empty part."""
-        self._flush()
-        self._put(None)
-        self._thread.join()
-        self._raise()
-        if not self.parts:
-            path = self.folder / "part-00000.parquet"
-            pq.write_table(schema.empty_table(), path)
-            self.parts.append((path, 0))
-        return self.parts
-
-    def abort(self) -> None:
-        """Stop the writer thread after a failure elsewhere."""
-        if self._thread.is_alive():
-            self._pending = []
-            self._put(None)
-            self._thread.join()
-
-
-def _columns(schema: pa.Schema, contract: Contract | None) -> list[Column]:
-    nullable = {n: r.nullable for n, r in contract.columns.items()} if contract else {}
-    return [Column(f.name, str(f.type), nullable.get(f.name, True)) for f in schema]
 
 
 def ingest(
@@ -263,7 +168,7 @@ class _Ingestion:
 
     def run(self) -> dict[str, Any]:
         """Stream, check, stage, profile, store and commit; return what happened."""
-        parts = _PartWriter(self.folder)
+        parts = PartWriter(self.folder)
         try:
             self._stream(parts)
             quarantine_path = self.quarantine.finish(self.reader)
@@ -279,23 +184,23 @@ class _Ingestion:
             self.quarantine.close()
             raise
         schema = parts.schema or schema
-        profile = profile_files([str(p) for p, _ in part_files], schema)
-        stored = [self.ctx.artifacts.put(path, rows=rows) for path, rows in part_files]
-        quarantine_object: StoredObject | None = None
-        if quarantine_path is not None:
-            quarantine_object = self.ctx.artifacts.put(quarantine_path, rows=self.quarantine.count)
-        version = versions.commit(
+        nullable = (
+            {n: r.nullable for n, r in self.contract.columns.items()} if self.contract else {}
+        )
+        version = publish(
             self.ctx,
-            dataset=self.name,
-            schema=_columns(schema, self.contract),
-            files=stored,
+            self.name,
+            part_files,
+            schema,
             source=self.reader.description,
             rows_read=rows_read,
-            quarantine=quarantine_object,
+            nullable=nullable,
+            quarantine=(quarantine_path, self.quarantine.count) if quarantine_path else None,
             quarantine_reasons=dict(self.quarantine.reasons),
-            profile=profile,
             pii=self.policies,
             pii_warnings=sorted(self.warnings),
+            inputs=[f"source:{self.reader.description}"],
+            activity="ingest",
         )
         return {
             "version": version,
@@ -308,7 +213,7 @@ class _Ingestion:
             "schema_changes": dict(version.schema_changes),
         }
 
-    def _stream(self, parts: _PartWriter) -> None:
+    def _stream(self, parts: PartWriter) -> None:
         """Check, mask and write every batch the source yields."""
         import pyarrow.compute as pc
 

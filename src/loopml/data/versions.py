@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from loopml.context import Context
 from loopml.errors import InputError, NotFound, StoreError
+from loopml.governance import lineage
 from loopml.records import Column, Dataset, DatasetVersion, StoredObject
 from loopml.store.tables import dataset_versions, datasets, objects
 
@@ -212,11 +213,14 @@ def commit(
     pii_warnings: Sequence[str] = (),
     meta: dict[str, Any] | None = None,
     action: str = "dataset.ingest",
+    inputs: Sequence[str] = (),
+    activity: str | None = None,
 ) -> DatasetVersion:
     """Insert a new version whose objects are already in the artifact store.
 
     This is the commit protocol's last step: in one metadata transaction it checks the
-    objects are present, numbers the version, records the objects and appends the
+    objects are present, numbers the version, records the objects, its lineage (from
+    ``inputs``, asset names such as ``dataset:tx@3``, through ``activity``) and the
     audit event. Until that transaction commits, the version does not exist.
 
     Raises:
@@ -272,10 +276,12 @@ def commit(
                 meta=meta or {},
             )
         )
+        target = f"dataset:{dataset}@{number}"
+        lineage.record(conn, inputs, target, activity or action)
         ctx.audit(
             conn,
             action,
-            f"dataset:{dataset}@{number}",
+            target,
             details={
                 "id": version_id,
                 "rows": row_count,

@@ -83,3 +83,15 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# What made what: each edge says an input (a dataset version, later a run or model
+# version) was used by an activity (ingest, transform, training) to make an output.
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(300), nullable=False, index=True),
+    Column("target", String(300), nullable=False, index=True),
+    Column("activity", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
