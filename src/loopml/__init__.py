@@ -14,6 +14,7 @@ from loopml.errors import LoopMLError as LoopMLError
 from loopml.errors import NotFound as NotFound
 from loopml.errors import SpecError as SpecError
 from loopml.errors import StoreError as StoreError
+from loopml.errors import UserCodeError as UserCodeError
 from loopml.workspace import Workspace as Workspace
 from loopml.workspace import open as open
 
@@ -29,6 +30,7 @@ __all__ = [
     "NotFound",
     "SpecError",
     "StoreError",
+    "UserCodeError",
     "Workspace",
     "__version__",
     "open",

@@ -9,6 +9,7 @@ status and CLI exit code that the server and CLI map it to (by type, never by st
       |   x SpecError            a spec, contract or config file does not parse or validate
       |   x NotFound             a named dataset, version or object does not exist (404)
       |   x Conflict             the change collides with the current state (409)
+      |   x UserCodeError        user code (a transform, a trainer) raised; names the step
       + AccessDenied             the acting identity may not do this (403, exit 3)
       + StoreError               I/O failure or corruption in a store (500, exit 4)
           x IntegrityError       a stored object does not match its checksum
@@ -68,6 +69,15 @@ class Conflict(InputError):
     """The change collides with the current state, such as an existing name."""
 
     http_status = 409
+
+
+class UserCodeError(InputError):
+    """User code (a transform, a custom trainer) raised; the message names the step.
+
+    The original exception is the ``__cause__``; ``LOOPML_DEBUG=1`` shows its traceback.
+    """
+
+    http_status = 422
 
 
 class AccessDenied(LoopMLError):

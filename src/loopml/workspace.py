@@ -6,11 +6,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from loopml.config import Settings, load_settings
+from loopml.errors import InputError
 
 if TYPE_CHECKING:
     from loopml.context import Context
     from loopml.data.api import DataAPI
     from loopml.data.ingest import IngestResult
+    from loopml.features.api import FeaturesAPI
     from loopml.governance.api import AuditAPI
     from loopml.store.maintenance import FsckReport, GcReport
 
@@ -28,6 +30,7 @@ class Workspace:
         self.ctx: Context = Context.open(settings)
         self._data: DataAPI | None = None
         self._audit: AuditAPI | None = None
+        self._features: FeaturesAPI | None = None
 
     @property
     def data(self) -> DataAPI:
@@ -37,6 +40,26 @@ class Workspace:
 
             self._data = DataAPI(self.ctx)
         return self._data
+
+    @property
+    def features(self) -> FeaturesAPI:
+        """Transforms, time-series features and splits."""
+        if self._features is None:
+            from loopml.features.api import FeaturesAPI
+
+            self._features = FeaturesAPI(self.ctx)
+        return self._features
+
+    def lineage(self, asset: str, direction: str = "upstream") -> list[Any]:
+        """Lineage edges from ``asset`` (``dataset:tx@3``, or ``tx@3``) up or downstream."""
+        from loopml.governance import lineage
+
+        if direction not in {"upstream", "downstream"}:
+            raise InputError(f"direction {direction!r}", hint="use upstream or downstream")
+        if ":" not in asset:
+            asset = f"dataset:{self.data.get(asset).ref}"
+        with self.ctx.read() as conn:
+            return lineage.walk(conn, asset, direction)  # type: ignore[arg-type]
 
     @property
     def audit(self) -> AuditAPI:

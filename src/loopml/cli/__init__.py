@@ -16,6 +16,7 @@ from loopml.cli import audit, data
 from loopml.cli._common import invocation
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
+from loopml.cli.transform import lineage, transform
 from loopml.cli.workspace import fsck, gc, init
 
 app = typer.Typer(
@@ -47,6 +48,8 @@ def _root(
 
 app.command()(init)
 app.command()(ingest)
+app.command()(transform)
+app.command()(lineage)
 app.command()(fsck)
 app.command()(gc)
 app.command()(demo)

@@ -30,8 +30,8 @@ from loopml.data.contract import Contract
 from loopml.data.quarantine import Quarantine
 from loopml.data.sources import RESERVED_PREFIX, Source, open_source
 from loopml.data.validate import SeenKeys, check_batch
-from loopml.data.writer import PartWriter, publish
-from loopml.errors import ContractViolation, InputError, LoopMLError
+from loopml.data.writer import PartWriter, audited_failure, publish
+from loopml.errors import ContractViolation, InputError
 from loopml.records import DatasetVersion
 
 ProgressFn = Callable[[int, int | None, int | None], None]
@@ -115,25 +115,14 @@ def ingest(
     if contract is not None and not isinstance(contract, Contract):
         contract = Contract.load(contract)
     policies = {**(contract.pii if contract else {}), **pii_policies.parse_policies(pii)}
-    try:
+    # Every failure is audited, a bug's as much as a user's mistake.
+    with audited_failure(ctx, "dataset.ingest", f"dataset:{name}"):
         reader = open_source(
             source, contract=contract, format=format, query=query, delimiter=delimiter
         )
         with ctx.artifacts.staging() as folder:
             run = _Ingestion(ctx, name, reader, contract, policies, folder, on_progress)
             result = run.run()
-    except Exception as exc:
-        # Every failure is audited, a bug's as much as a user's mistake.
-        message = exc.message if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
-        with ctx.write() as conn:
-            ctx.audit(
-                conn,
-                "dataset.ingest",
-                f"dataset:{name}",
-                outcome="failed",
-                details={"error": message},
-            )
-        raise
     return IngestResult(**{**result, "seconds": time.perf_counter() - started})
 
 

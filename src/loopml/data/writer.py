@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 from loopml.context import Context
 from loopml.data import versions
 from loopml.data.profile import profile_files
-from loopml.errors import StoreError
+from loopml.errors import LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
 
 PART_ROWS = 8_000_000
@@ -109,6 +110,21 @@ class PartWriter:
             self._pending = []
             self._put(None)
             self._thread.join()
+
+
+@contextmanager
+def audited_failure(ctx: Context, action: str, target: str) -> Iterator[None]:
+    """Audit a failure of ``action`` on ``target`` (outcome "failed"), then re-raise it.
+
+    Success is audited by the commit itself, in the version's own transaction.
+    """
+    try:
+        yield
+    except Exception as exc:
+        message = exc.message if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
+        with ctx.write() as conn:
+            ctx.audit(conn, action, target, outcome="failed", details={"error": message})
+        raise
 
 
 def publish(
