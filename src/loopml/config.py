@@ -17,9 +17,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loopml.errors import SpecError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 WORKSPACE_FILE = "workspace.yaml"
 _KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner"}
@@ -166,3 +171,70 @@ def write_settings(root: Path, values: dict[str, Any]) -> Path:
     partial.write_text(yaml.safe_dump(merged, sort_keys=True))
     os.replace(partial, path)
     return path
+
+
+def parse_model(model: type[ModelT], text: str, *, source: str, what: str) -> ModelT:
+    """Parse YAML ``text`` into the pydantic ``model``, with errors that name field and line.
+
+    Raises:
+        SpecError: the YAML does not parse, is not a mapping, or does not validate; one
+            line per problem, such as ``loopml.yaml:12: train.model: ...``.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        node = yaml.compose(text, Loader=yaml_loader())
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(_yaml_error(exc, source)) from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: {what} is a mapping of settings, not {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, node, source)) from exc
+
+
+def _yaml_error(exc: Exception, source: str) -> str:
+    """One line for a YAML syntax error: the file, the line and the problem."""
+    mark = getattr(exc, "problem_mark", None)
+    # At the end of the stream the problem is where the unclosed construct began.
+    if getattr(exc, "context_mark", None) is not None and "<stream end>" in str(exc):
+        mark = exc.context_mark  # type: ignore[attr-defined]
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{source}:{mark.line + 1}" if mark is not None else source
+    return f"{where}: not valid YAML: {problem}"
+
+
+def _describe(exc: Any, node: Any, source: str) -> str:
+    """One line per problem, naming the field's path and its line in the file."""
+    lines = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        line = _line_of(node, location)
+        where = f"{source}:{line}" if line else source
+        field = ".".join(location) or "(top level)"
+        lines.append(f"{where}: {field}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def _line_of(node: Any, path: list[str]) -> int | None:
+    """The 1-based line of the YAML node at ``path``, or of its nearest parent."""
+    import yaml
+
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

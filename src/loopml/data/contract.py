@@ -27,13 +27,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from loopml.config import load_yaml, yaml_loader
+from loopml.config import parse_model
 from loopml.errors import NotFound, SpecError
 
 ColumnType = Literal["int", "float", "string", "bool", "timestamp", "date"]
@@ -186,60 +185,4 @@ class Contract(BaseModel):
     @classmethod
     def parse_yaml(cls, text: str, *, source: str = "<contract>") -> Contract:
         """Parse and validate contract YAML; see ``load``."""
-        import yaml
-
-        try:
-            node = yaml.compose(text, Loader=yaml_loader())
-            data = load_yaml(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(yaml_error(exc, source)) from exc
-        if not isinstance(data, dict):
-            raise SpecError(f"{source}: a contract is a mapping with a 'columns' key")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise SpecError(_describe(exc, node, source)) from exc
-
-
-def yaml_error(exc: Exception, source: str) -> str:
-    """One line for a YAML syntax error: the file, the line and the problem."""
-    mark = getattr(exc, "problem_mark", None)
-    # At the end of the stream the problem is where the unclosed construct began.
-    if getattr(exc, "context_mark", None) is not None and "<stream end>" in str(exc):
-        mark = exc.context_mark  # type: ignore[attr-defined]
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"{source}:{mark.line + 1}" if mark is not None else source
-    return f"{where}: not valid YAML: {problem}"
-
-
-def _describe(exc: ValidationError, node: Any, source: str) -> str:
-    """One line per problem, naming the field's path and its line in the file."""
-    lines = []
-    for error in exc.errors():
-        location = [str(part) for part in error["loc"]]
-        line = _line_of(node, location)
-        where = f"{source}:{line}" if line else source
-        field = ".".join(location) or "(top level)"
-        lines.append(f"{where}: {field}: {error['msg']}")
-    return "; ".join(lines)
-
-
-def _line_of(node: Any, path: list[str]) -> int | None:
-    """The 1-based line of the YAML node at ``path``, or of its nearest parent."""
-    import yaml
-
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+        return parse_model(cls, text, source=source, what="a contract")
