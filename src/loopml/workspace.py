@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from loopml.data.ingest import IngestResult
     from loopml.features.api import FeaturesAPI
     from loopml.governance.api import AuditAPI
+    from loopml.pipeline.api import PipelineAPI
     from loopml.store.maintenance import FsckReport, GcReport
 
 
@@ -31,6 +32,7 @@ class Workspace:
         self._data: DataAPI | None = None
         self._audit: AuditAPI | None = None
         self._features: FeaturesAPI | None = None
+        self._pipelines: PipelineAPI | None = None
 
     @property
     def data(self) -> DataAPI:
@@ -49,6 +51,15 @@ class Workspace:
 
             self._features = FeaturesAPI(self.ctx)
         return self._features
+
+    @property
+    def pipelines(self) -> PipelineAPI:
+        """Workload specs run as pipelines, and their runs."""
+        if self._pipelines is None:
+            from loopml.pipeline.api import PipelineAPI
+
+            self._pipelines = PipelineAPI(self.ctx)
+        return self._pipelines
 
     def lineage(self, asset: str, direction: str = "upstream") -> list[Any]:
         """Lineage edges from ``asset`` (``dataset:tx@3``, or ``tx@3``) up or downstream."""

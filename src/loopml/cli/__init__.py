@@ -12,10 +12,12 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data
+from loopml.cli import audit, data, schedule
 from loopml.cli._common import invocation
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
+from loopml.cli.pipeline import run, runs_app
+from loopml.cli.schedule import scheduler
 from loopml.cli.transform import lineage, transform
 from loopml.cli.workspace import fsck, gc, init
 
@@ -53,8 +55,12 @@ app.command()(lineage)
 app.command()(fsck)
 app.command()(gc)
 app.command()(demo)
+app.command()(run)
+app.command()(scheduler)
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
+app.add_typer(runs_app, name="runs")
+app.add_typer(schedule.app, name="schedule")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,14 +29,34 @@ def init(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Default owner of new assets.")
     ] = None,
+    example: Annotated[
+        str | None,
+        typer.Option("--example", help="Write an example project (fraud) for `loopml run`."),
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", help="Rows of example data.")] = 50_000,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a workspace (SQLite and a local folder unless told otherwise)."""
+    """Create a workspace, or with --example fraud a project folder ready for `loopml run`."""
     import os
 
     import loopml
     from loopml.config import write_settings
 
+    if example is not None:
+        from loopml.examples.project import write_fraud_project
+
+        if example != "fraud":
+            raise typer.BadParameter(f"unknown example {example!r}; the examples are: fraud")
+        written = write_fraud_project(directory or Path("."), rows=rows)
+        emit(
+            as_json,
+            written,
+            lambda out: out.print(
+                f"wrote the fraud example to {written['folder']}; run it with: "
+                f"cd {written['folder']} && loopml run"
+            ),
+        )
+        return
     directory = directory or Path(os.environ.get("LOOPML_WORKSPACE") or ".")
     values = {
         "metadata": metadata,

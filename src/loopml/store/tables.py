@@ -95,3 +95,59 @@ lineage_edges = Table(
     Column("activity", String(300), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Pipelines: one row per run, one per step of a run; enough to resume a crashed run.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(200), nullable=False, index=True),
+    Column("spec", JSON, nullable=False),
+    Column("spec_root", Text, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("executor", String(50), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("pipeline_runs.id"), primary_key=True),
+    Column("step", String(250), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("cache_key", String(64), nullable=True),
+    Column("cache_hit", Integer, nullable=False),
+    Column("output", String(250), nullable=True),
+    Column("output_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
+# The content-addressed step cache: same kind, definition, code and input versions,
+# same output version.
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("output", String(250), nullable=False),
+    Column("output_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("spec_path", Text, nullable=False),
+    Column("cron", String(100), nullable=False),
+    Column("off_peak", String(20), nullable=True),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_run_id", String(32), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
