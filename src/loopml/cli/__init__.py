@@ -12,12 +12,13 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, schedule
+from loopml.cli import audit, data, features, schedule
 from loopml.cli._common import invocation
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
 from loopml.cli.pipeline import run, runs_app
 from loopml.cli.schedule import scheduler
+from loopml.cli.split import split
 from loopml.cli.transform import lineage, transform
 from loopml.cli.workspace import fsck, gc, init
 
@@ -26,6 +27,8 @@ app = typer.Typer(
     help="loopml: ingest, features, train, evaluate, serve, monitor, retrain; governed, fast.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help text: Rich markup would eat the brackets of NAME[@VERSION].
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -52,6 +55,7 @@ app.command()(init)
 app.command()(ingest)
 app.command()(transform)
 app.command()(lineage)
+app.command()(split)
 app.command()(fsck)
 app.command()(gc)
 app.command()(demo)
@@ -59,6 +63,7 @@ app.command()(run)
 app.command()(scheduler)
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
+app.add_typer(features.app, name="features")
 app.add_typer(runs_app, name="runs")
 app.add_typer(schedule.app, name="schedule")
 

@@ -261,9 +261,7 @@ class _Ingestion:
 
 
 def _empty_schema(contract: Contract | None, reader: Source) -> pa.Schema:
+    """The schema of a source that yielded no rows: declared, or as the source knows it."""
     if contract is not None:
         return contract.arrow_schema()
-    header = getattr(reader, "header", None)
-    if header:
-        return pa.schema([pa.field(n, pa.string()) for n in header])
-    return pa.schema([])
+    return reader.known_schema() or pa.schema([])

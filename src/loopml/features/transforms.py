@@ -76,6 +76,7 @@ def python_transform(
     function: str | Callable[..., Any],
     inputs: Sequence[str],
     params: dict[str, Any] | None = None,
+    label: str | None = None,
 ) -> DatasetVersion:
     """Call a Python function on the inputs and commit what it returns.
 
@@ -90,7 +91,7 @@ def python_transform(
     if not inputs:
         raise InputError(f"transform {name}: no inputs", hint="pass --input DATASET[@VERSION]")
     with audited_failure(ctx, "dataset.transform", f"dataset:{name}"):
-        return _python_transform(ctx, name, function, inputs, params)
+        return _python_transform(ctx, name, function, inputs, params, label)
 
 
 def _python_transform(
@@ -99,10 +100,11 @@ def _python_transform(
     function: str | Callable[..., Any],
     inputs: Sequence[str],
     params: dict[str, Any] | None,
+    label: str | None,
 ) -> DatasetVersion:
     step = f"transform {name}"
     target = load_function(function) if isinstance(function, str) else function
-    label = function if isinstance(function, str) else _qualified(function)
+    label = label or (function if isinstance(function, str) else _qualified(function))
     versions = resolve_inputs(ctx, inputs)
     with connection_with(ctx, versions) as con:
         tables = [

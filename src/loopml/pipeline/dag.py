@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.errors import SpecError
-from loopml.pipeline.spec import Spec, StepOptions
+from loopml.pipeline.spec import Resources, Spec, StepOptions
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def compile_spec(spec: Spec) -> list[Step]:
             exclude={"retries", "backoff", "resources", "heavy"},
             exclude_none=True,
         )
-        steps[name] = Step(name, "ingest", params, options=_options(source))
+        steps[name] = Step(name, "ingest", params, options=_options(source, spec.resources))
     for name, feature in spec.features.items():
         if feature.rolling is not None:
             params = feature.rolling.model_dump()
@@ -62,7 +62,11 @@ def compile_spec(spec: Spec) -> list[Step]:
         else:
             params = {feature.kind: getattr(feature, feature.kind), "params": feature.params}
         steps[name] = Step(
-            name, feature.kind, params, tuple(feature.depends_on()), options=_options(feature)
+            name,
+            feature.kind,
+            params,
+            tuple(feature.depends_on()),
+            options=_options(feature, spec.resources),
         )
     if spec.split is not None:
         split = spec.split
@@ -75,7 +79,9 @@ def compile_spec(spec: Spec) -> list[Step]:
             exclude={"retries", "backoff", "resources", "heavy", "input", "output"},
             exclude_none=True,
         )
-        steps[output] = Step(output, "split", params, (split.input,), options=_options(split))
+        steps[output] = Step(
+            output, "split", params, (split.input,), options=_options(split, spec.resources)
+        )
     made = set(steps)
     linked = {
         name: Step(
@@ -102,10 +108,9 @@ def compile_spec(spec: Spec) -> list[Step]:
     return [linked[name] for name in order]
 
 
-def _options(options: StepOptions) -> StepOptions:
+def _options(options: StepOptions, defaults: Resources) -> StepOptions:
+    """A step's options; without resources of its own it gets the spec's."""
+    resources = options.resources if "resources" in options.model_fields_set else defaults
     return StepOptions(
-        retries=options.retries,
-        backoff=options.backoff,
-        resources=options.resources,
-        heavy=options.heavy,
+        retries=options.retries, backoff=options.backoff, resources=resources, heavy=options.heavy
     )

@@ -88,8 +88,10 @@ class LocalExecutor(Executor):
             memory=memory or _total_memory(),
             gpus=_visible_gpus(),
         )
+        # The runner admits steps by their resources; the pool only must not queue them
+        # (steps may ask for fractions of a cpu).
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, int(self._capacity.cpus)), thread_name_prefix="loopml-step"
+            max_workers=64, thread_name_prefix="loopml-step"
         )
 
     def capacity(self) -> Resources:

@@ -261,6 +261,12 @@ class Runner:
                 return False
         if version.id != row.output_id:
             return False
+        with self.ctx.read() as conn:
+            newest = versions.latest(conn, version.dataset)
+        if newest is not None and newest.number != version.number:
+            # The cached output is older than the dataset's newest version: make it the
+            # newest again, so readers by name see what this run produced.
+            version = versions.recommit(self.ctx, version, activity="cache")
         state.output, state.output_id = version.ref, version.id
         state.started_at = state.ended_at = datetime.now(UTC)
         self._set(state, "cached")

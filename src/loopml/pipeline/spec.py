@@ -169,6 +169,10 @@ class Split(StepOptions):
             raise ValueError("test + valid must be below 1")
         if self.by != "random" and not self.column:
             raise ValueError(f"a {self.by} split needs column")
+        if self.by == "random" and self.column:
+            raise ValueError("a random split takes no column")
+        if self.cutoff is not None and self.by != "time":
+            raise ValueError("cutoff applies to time splits only")
         return self
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopml.data.sources import expand_paths
-from loopml.errors import InputError, NotFound
+from loopml.errors import InputError, LoopMLError, NotFound, UserCodeError
 from loopml.pipeline.dag import Step
 from loopml.store.artifacts import file_sha256
 
@@ -58,6 +59,62 @@ def importable_from(root: Path) -> Iterator[None]:
             sys.path.remove(str(root))
 
 
+def load_step_function(step: Step, root: Path) -> tuple[Callable[..., Any], str | None]:
+    """A python step's function and the hash of its module's code.
+
+    A module in the spec's folder is loaded from its file under a name keyed on its
+    path and code, so an edited module runs its new code (Python keeps imported
+    modules) and two projects' same-named modules never mix. Other modules are
+    imported normally.
+
+    Raises:
+        UserCodeError: importing the module raised; the message names the step.
+        InputError: the path is malformed or names nothing.
+    """
+    path = step.params["python"]
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    relative = Path(*module_name.split("."))
+    candidates = [root / relative.with_suffix(".py"), root / relative / "__init__.py"]
+    file = next((c for c in candidates if c.is_file()), None)
+    try:
+        if file is not None:
+            source = file.read_bytes()
+            code = hashlib.sha256(source).hexdigest()
+            unique = (
+                f"loopml_step_{hashlib.sha256(str(file).encode()).hexdigest()[:10]}_{code[:10]}"
+            )
+            module = sys.modules.get(unique)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(unique, file)
+                if spec is None or spec.loader is None:
+                    raise InputError(f"step {step.name}: cannot load {file}")
+                module = importlib.util.module_from_spec(spec)
+                with importable_from(root):
+                    spec.loader.exec_module(module)
+                sys.modules[unique] = module
+        else:
+            with importable_from(root):
+                module = importlib.import_module(module_name)
+            try:
+                code = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+            except (OSError, TypeError):
+                code = None
+    except LoopMLError:
+        raise
+    except ImportError as exc:
+        raise InputError(f"step {step.name}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # importing user code runs it
+        raise UserCodeError(
+            f"step {step.name}: importing {module_name} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise InputError(f"step {step.name}: {module_name!r} has no function {attribute!r}")
+    return function, code
+
+
 def cache_key(step: Step, root: Path, inputs: Mapping[str, DatasetVersion]) -> str | None:
     """The step's content address, or None when its output cannot be reused (queries)."""
     from importlib.metadata import version as installed_version
@@ -73,16 +130,15 @@ def cache_key(step: Step, root: Path, inputs: Mapping[str, DatasetVersion]) -> s
     elif step.kind == "sql":
         outside["sql"] = _sql_text(root, step.params["sql"])
     elif step.kind == "python":
-        module_name = step.params["python"].replace(":", ".").rsplit(".", 1)[0]
-        with importable_from(root):
-            try:
-                module = importlib.import_module(module_name)
-                outside["code"] = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
-            except (ImportError, OSError, TypeError):
-                return None  # no source to fingerprint: always run it
+        _, code = load_step_function(step, root)
+        if code is None:
+            return None  # no source to fingerprint: always run it
+        outside["code"] = code
     body = orjson.dumps(
         {
             "loopml": installed_version("loopml"),
+            # Two steps with one definition still make two datasets.
+            "output": step.output,
             "kind": step.kind,
             "params": step.params,
             "outside": outside,
@@ -120,9 +176,10 @@ def execute(
     if step.kind == "sql":
         return transforms.sql_transform(ctx, step.output, _sql_text(root, params["sql"]), refs)
     if step.kind == "python":
+        function, _ = load_step_function(step, root)
         with importable_from(root):
             return transforms.python_transform(
-                ctx, step.output, params["python"], refs, params.get("params") or {}
+                ctx, step.output, function, refs, params.get("params") or {}, label=params["python"]
             )
     if step.kind == "rolling":
         rolling = {k: v for k, v in params.items() if k != "input"}

@@ -100,6 +100,10 @@ class Source(ABC):
     def batches(self) -> Iterator[SourceBatch]:
         """Yield the accepted rows; every reject has been sent once this is exhausted."""
 
+    def known_schema(self) -> pa.Schema | None:
+        """The columns as the source declares them before any row (a header, a footer)."""
+        return None
+
     def total_rows(self) -> int | None:
         """The number of rows, when known without reading them (for progress bars)."""
         return None

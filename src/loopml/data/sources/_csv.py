@@ -76,6 +76,9 @@ class CSVSource(FileSource):
             raise InputError(f"{path}, line 1: the header has empty or repeated column names")
         return names
 
+    def known_schema(self) -> pa.Schema | None:
+        return pa.schema([pa.field(name, pa.string()) for name in self.header])
+
     def split_record(self, record: str) -> dict[str, object] | None:
         import csv
 

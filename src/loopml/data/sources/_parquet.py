@@ -39,6 +39,9 @@ class ParquetSource(FileSource):
         if contract is not None:
             check_columns(files[0], first.names, contract)
 
+    def known_schema(self) -> pa.Schema | None:
+        return self.metas[0].schema_arrow
+
     def total_rows(self) -> int | None:
         return sum(meta.metadata.num_rows for meta in self.metas)
 
