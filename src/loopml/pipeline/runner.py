@@ -184,15 +184,24 @@ class Runner:
                 state = running.pop(future)
                 _take(state.step.options.resources, free, capacity, +1)
                 self._finish(state, future)
+        held = any(s.status == "held" for s in self.states.values())
         for state in self.states.values():
-            if state.status == "pending":
+            if state.status == "pending" and held and not self._failed_upstream(state):
+                self._set(state, "held", error="waits for a held step")
+            elif state.status == "pending":
                 self._set(state, "skipped", error="an upstream step did not succeed")
         statuses = {s.status for s in self.states.values()}
         if statuses <= DONE:
             return "succeeded"
-        if "failed" in statuses or ("skipped" in statuses and "held" not in statuses):
+        if statuses & {"failed", "skipped"}:
             return "failed"
         return "held"
+
+    def _failed_upstream(self, state: StepState) -> bool:
+        return any(
+            self.states[n].status == "failed" or self._failed_upstream(self.states[n])
+            for n in state.step.needs
+        )
 
     def _ready(self, now: float) -> list[StepState]:
         return [
