@@ -22,6 +22,11 @@ from loopml.data.writer import write_version
 from loopml.errors import InputError
 from loopml.records import DatasetVersion
 
+# DuckDB's names for the types a time column may have.
+TEMPORAL_TYPES = frozenset(
+    {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"}
+)
+
 
 def resolve_inputs(ctx: Context, refs: Sequence[str]) -> list[DatasetVersion]:
     """Look up each input reference; two inputs may not share a dataset name."""

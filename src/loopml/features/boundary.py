@@ -25,11 +25,30 @@ def user_code(step: str) -> Iterator[None]:
         raise UserCodeError(f"{step} raised {type(exc).__name__}: {exc}") from exc
 
 
-def load_function(path: str) -> Callable[..., Any]:
-    """Import ``module:function`` (or ``module.function``) and return the function.
+@contextmanager
+def importing(module_name: str, step: str | None = None) -> Iterator[None]:
+    """Import user code; a missing module is an InputError, code that raises a UserCodeError."""
+    where = f"{step}: " if step else ""
+    try:
+        yield
+    except LoopMLError:
+        raise
+    except ImportError as exc:
+        raise InputError(
+            f"{where}cannot import module {module_name!r}: {exc}",
+            hint="is it on PYTHONPATH, or in the spec's folder?",
+        ) from exc
+    except Exception as exc:  # importing user code runs it
+        raise UserCodeError(
+            f"{where}importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``module:function`` (or ``module.function``) as (module, function).
 
     Raises:
-        InputError: the path is malformed, or the module or function does not exist.
+        InputError: the path is malformed.
     """
     module_name, sep, attribute = path.partition(":")
     if not sep:
@@ -38,18 +57,26 @@ def load_function(path: str) -> Callable[..., Any]:
         raise InputError(
             f"{path!r} is not module:function", hint="for example mypkg.features:add_ratios"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(
-            f"cannot import module {module_name!r}: {exc}",
-            hint="is it on PYTHONPATH (or in the current folder)?",
-        ) from exc
-    except Exception as exc:  # importing user code runs it
-        raise UserCodeError(
-            f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+    return module_name, attribute
+
+
+def function_of(module: Any, attribute: str, step: str | None = None) -> Callable[..., Any]:
+    """The function ``attribute`` of an imported module."""
     function = getattr(module, attribute, None)
     if not callable(function):
-        raise InputError(f"{module_name!r} has no function {attribute!r}")
+        where = f"{step}: " if step else ""
+        raise InputError(f"{where}{module.__name__!r} has no function {attribute!r}")
     return function
+
+
+def load_function(path: str) -> Callable[..., Any]:
+    """Import ``module:function`` (or ``module.function``) and return the function.
+
+    Raises:
+        InputError: the path is malformed, or the module or function does not exist.
+        UserCodeError: importing the module raised.
+    """
+    module_name, attribute = split_path(path)
+    with importing(module_name):
+        module = importlib.import_module(module_name)
+    return function_of(module, attribute)

@@ -42,22 +42,17 @@ from typing import Any
 from loopml.context import Context
 from loopml.data._sql import identifier, literal, string
 from loopml.errors import InputError, StoreError
-from loopml.features._relations import connection_with, resolve_inputs, write_query
+from loopml.features._relations import (
+    TEMPORAL_TYPES,
+    connection_with,
+    resolve_inputs,
+    write_query,
+)
 from loopml.records import DatasetVersion
 
 SPLIT_COLUMN = "split"
 SPLITS = ("train", "valid", "test")
 METHODS = ("random", "stratified", "time", "group")
-TIME_TYPES = frozenset(
-    {
-        "DATE",
-        "TIMESTAMP",
-        "TIMESTAMP_S",
-        "TIMESTAMP_MS",
-        "TIMESTAMP_NS",
-        "TIMESTAMP WITH TIME ZONE",
-    }
-)
 
 # Working columns of the generated SQL; none of them reaches the output.
 _POSITION = "__loopml_position"
@@ -276,7 +271,7 @@ def _check_columns(
             f"{step}: column {column!r} is not in {source.ref}",
             hint=f"its columns are {', '.join(types)}",
         )
-    if by == "time" and types[column] not in TIME_TYPES:
+    if by == "time" and types[column] not in TEMPORAL_TYPES:
         raise InputError(
             f"{step}: column {column!r} is {types[column]}, not a date or timestamp",
             hint="a time split orders rows by a DATE or TIMESTAMP column",

@@ -22,7 +22,12 @@ from loopml.context import Context
 from loopml.data._sql import identifier, literal
 from loopml.data.versions import check_name
 from loopml.errors import InputError
-from loopml.features._relations import connection_with, resolve_inputs, write_query
+from loopml.features._relations import (
+    TEMPORAL_TYPES,
+    connection_with,
+    resolve_inputs,
+    write_query,
+)
 from loopml.records import DatasetVersion
 
 AGGREGATES = ("count", "sum", "mean", "std", "min", "max")
@@ -47,14 +52,6 @@ _NUMERIC = {
     "UHUGEINT",
     "FLOAT",
     "DOUBLE",
-}
-_TEMPORAL = {
-    "DATE",
-    "TIMESTAMP",
-    "TIMESTAMP_S",
-    "TIMESTAMP_MS",
-    "TIMESTAMP_NS",
-    "TIMESTAMP WITH TIME ZONE",
 }
 
 
@@ -499,7 +496,7 @@ def _is_numeric(kind: str) -> bool:
 
 
 def _is_temporal(kind: str) -> bool:
-    return kind in _TEMPORAL
+    return kind in TEMPORAL_TYPES
 
 
 def _comparable(a: str, b: str) -> bool:

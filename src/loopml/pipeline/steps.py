@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopml.data.sources import expand_paths
-from loopml.errors import InputError, LoopMLError, NotFound, UserCodeError
+from loopml.errors import InputError, NotFound
+from loopml.features.boundary import function_of, importing, split_path
 from loopml.pipeline.dag import Step
 from loopml.store.artifacts import file_sha256
 
@@ -71,17 +72,14 @@ def load_step_function(step: Step, root: Path) -> tuple[Callable[..., Any], str 
         UserCodeError: importing the module raised; the message names the step.
         InputError: the path is malformed or names nothing.
     """
-    path = step.params["python"]
-    module_name, sep, attribute = path.partition(":")
-    if not sep:
-        module_name, _, attribute = path.rpartition(".")
+    module_name, attribute = split_path(step.params["python"])
     relative = Path(*module_name.split("."))
     candidates = [root / relative.with_suffix(".py"), root / relative / "__init__.py"]
     file = next((c for c in candidates if c.is_file()), None)
-    try:
+    code: str | None = None
+    with importing(module_name, f"step {step.name}"):
         if file is not None:
-            source = file.read_bytes()
-            code = hashlib.sha256(source).hexdigest()
+            code = hashlib.sha256(file.read_bytes()).hexdigest()
             unique = (
                 f"loopml_step_{hashlib.sha256(str(file).encode()).hexdigest()[:10]}_{code[:10]}"
             )
@@ -101,18 +99,7 @@ def load_step_function(step: Step, root: Path) -> tuple[Callable[..., Any], str 
                 code = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
             except (OSError, TypeError):
                 code = None
-    except LoopMLError:
-        raise
-    except ImportError as exc:
-        raise InputError(f"step {step.name}: cannot import {module_name!r}: {exc}") from exc
-    except Exception as exc:  # importing user code runs it
-        raise UserCodeError(
-            f"step {step.name}: importing {module_name} raised {type(exc).__name__}: {exc}"
-        ) from exc
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise InputError(f"step {step.name}: {module_name!r} has no function {attribute!r}")
-    return function, code
+    return function_of(module, attribute, f"step {step.name}"), code
 
 
 def cache_key(step: Step, root: Path, inputs: Mapping[str, DatasetVersion]) -> str | None:
