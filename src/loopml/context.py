@@ -6,7 +6,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -32,6 +32,16 @@ class Context:
     metadata: MetadataStore
     artifacts: ArtifactStore
     actor: str
+    owner: str | None = None
+
+    @property
+    def asset_owner(self) -> str:
+        """Who owns what this context creates: a workload's owner, else the actor."""
+        return self.owner or self.actor
+
+    def owned_by(self, owner: str | None) -> Context:
+        """The same stores and actor, creating assets owned by ``owner``."""
+        return replace(self, owner=owner) if owner else self
 
     @classmethod
     def open(cls, settings: Settings) -> Context:

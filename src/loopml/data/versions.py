@@ -239,7 +239,7 @@ def commit(
         if not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == dataset)).first():
             conn.execute(
                 datasets.insert().values(
-                    name=dataset, owner=ctx.actor, created_at=now, description=""
+                    name=dataset, owner=ctx.asset_owner, created_at=now, description=""
                 )
             )
         previous = latest(conn, dataset)
@@ -262,7 +262,7 @@ def commit(
                 row_count=row_count,
                 files=[_as_dict(f) for f in files],
                 source=source,
-                owner=ctx.actor,
+                owner=ctx.asset_owner,
                 created_at=now,
                 rows_read=rows_read,
                 rows_quarantined=rows_read - row_count,

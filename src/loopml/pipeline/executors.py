@@ -30,6 +30,7 @@ class Task:
     step: Step
     root: str
     inputs: dict[str, str]
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Outcome:
 def run_task(task: Task, ctx: Context | None = None) -> Outcome:
     """Run a task with ``ctx``, or with a context of its own (in another process)."""
     own = ctx is None
-    context = ctx or Context.open(task.settings)
+    opened = ctx or Context.open(task.settings)
+    context = opened.owned_by(task.owner)
     try:
         with context.read() as conn:
             inputs = {name: versions.resolve(conn, ref) for name, ref in task.inputs.items()}
@@ -51,7 +53,7 @@ def run_task(task: Task, ctx: Context | None = None) -> Outcome:
         return Outcome(version.ref, version.id)
     finally:
         if own:
-            context.close()
+            opened.close()
 
 
 class Executor(ABC):

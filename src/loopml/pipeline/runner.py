@@ -162,7 +162,13 @@ class Runner:
                 need = state.step.options.resources
                 if not _fits(need, free, capacity):
                     continue
-                task = Task(self.ctx.settings, state.step, str(self.root), self._input_refs(state))
+                task = Task(
+                    self.ctx.settings,
+                    state.step,
+                    str(self.root),
+                    self._input_refs(state),
+                    self.spec.owner,
+                )
                 _take(need, free, capacity, -1)
                 state.attempts += 1
                 state.started_at = datetime.now(UTC)
@@ -420,7 +426,7 @@ def _create_run(ctx: Context, runner: Runner, spec: Spec, root: Path, executor: 
                 spec_hash=spec_hash(spec),
                 executor=executor,
                 status="running",
-                owner=ctx.actor,
+                owner=spec.owner or ctx.actor,
                 started_at=now,
                 ended_at=None,
                 error=None,
