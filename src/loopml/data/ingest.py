@@ -14,7 +14,10 @@ staging data behind, which ``gc`` removes; nothing half-written is ever visible.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +114,7 @@ def ingest(
         True
     """
     started = time.perf_counter()
+    _warm_pandas()
     versions.check_name(name)
     if contract is not None and not isinstance(contract, Contract):
         contract = Contract.load(contract)
@@ -124,6 +128,16 @@ def ingest(
             run = _Ingestion(ctx, name, reader, contract, policies, folder, on_progress)
             result = run.run()
     return IngestResult(**{**result, "seconds": time.perf_counter() - started})
+
+
+def _warm_pandas() -> None:
+    """Import pandas on a background thread while the scan starts.
+
+    pyarrow imports pandas on its first conversion of Python values (0.2 s), which
+    would otherwise stall the stream at its first batch.
+    """
+    if "pandas" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
 
 
 class _Ingestion:
@@ -157,7 +171,7 @@ class _Ingestion:
 
     def run(self) -> dict[str, Any]:
         """Stream, check, stage, profile, store and commit; return what happened."""
-        parts = PartWriter(self.folder)
+        parts = PartWriter(self.folder, self._apply_policies if self.policies else None)
         try:
             self._stream(parts)
             quarantine_path = self.quarantine.finish(self.reader)
@@ -218,16 +232,22 @@ class _Ingestion:
                     reasons = check_batch(
                         batch, self.contract, self.seen, item.reasons, connection=con
                     )
+                keep = None
+                kept = batch.num_rows
                 if reasons is not None:
                     self.quarantine.add(batch, reasons, item.file, item.offset)
-                    batch = batch.filter(pc.is_null(reasons))
-                if batch.num_rows:
-                    parts.write(pii_policies.apply_policies(batch, self.policies, self.key))
-                    self.accepted += batch.num_rows
+                    keep, kept = pc.is_null(reasons), reasons.null_count
+                if kept:
+                    # The writer thread drops the rejected rows and applies the PII policies.
+                    parts.write(batch, keep)
+                    self.accepted += kept
                 if self.on_progress:
                     self.on_progress(self.accepted + self.quarantine.count, total_rows, total_bytes)
         finally:
             con.close()
+
+    def _apply_policies(self, table: pa.Table) -> pa.Table:
+        return pii_policies.apply_policies(table, self.policies, self.key)
 
     def _first_batch(self, batch: pa.RecordBatch) -> None:
         self.source_schema = batch.schema

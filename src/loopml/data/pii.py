@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 from loopml.errors import InputError
 
 POLICIES = ("drop", "hash", "mask", "redact")
+BatchT = TypeVar("BatchT", pa.RecordBatch, pa.Table)
 REDACTED = "[REDACTED]"
 
 _NAME_HINTS = re.compile(
@@ -74,8 +76,8 @@ def _map_unique(column: pa.Array, function: Callable[[str], str | None]) -> pa.A
     return pc.take(mapped, pc.index_in(strings, value_set=distinct))
 
 
-def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) -> pa.RecordBatch:
-    """Return ``batch`` with each policy applied to its column."""
+def apply_policies(batch: BatchT, policies: dict[str, str], key: bytes) -> BatchT:
+    """Return ``batch`` (a RecordBatch or a Table) with each policy applied to its column."""
     if not policies:
         return batch
     names, arrays = [], []
@@ -91,7 +93,7 @@ def apply_policies(batch: pa.RecordBatch, policies: dict[str, str], key: bytes) 
             )
         names.append(name)
         arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+    return type(batch).from_arrays(arrays, names=names)
 
 
 def apply_to_value(value: str, policy: str, key: bytes) -> str | None:

@@ -70,7 +70,9 @@ def bool_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     Goes through uint8 because pyarrow converts booleans to numpy via pandas, whose
     import alone costs 0.2 s.
     """
-    return pc.fill_null(values, False).cast(pa.uint8()).to_numpy().astype(bool)
+    if values.null_count:
+        values = pc.fill_null(values, False)
+    return values.cast(pa.uint8()).to_numpy().astype(bool)
 
 
 def key_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
@@ -161,8 +163,10 @@ def check_batch(
         failing = (
             np.zeros(len(batch), dtype=bool) if reasons is None else bool_mask(pc.is_valid(reasons))
         )
+        key_columns = batch.select(contract.unique)
         keys = key_hashes(
-            batch.filter(pa.array(~failing)) if failing.any() else batch, contract.unique
+            key_columns.filter(pa.array(~failing)) if failing.any() else key_columns,
+            contract.unique,
         )
         # Rows already quarantined for another reason do not claim their key.
         duplicate = np.zeros(len(batch), dtype=bool)

@@ -7,9 +7,9 @@ them follow the same commit protocol.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,93 +23,104 @@ from loopml.data.profile import profile_files
 from loopml.errors import LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
 
-PART_ROWS = 8_000_000
-ROW_GROUP_ROWS = 262_144
+GROUP_ROWS = 262_144
+WRITERS = 2
 
 
 class PartWriter:
-    """Writes accepted batches into Parquet part files, on a background thread.
+    """Writes accepted rows as Parquet part files, on background threads.
 
-    Batches are gathered into row groups of about ROW_GROUP_ROWS rows and handed to
-    a writer thread (Parquet encoding releases the GIL), so encoding overlaps with
-    reading and checking the next rows. The queue holds one group, which bounds memory.
+    Rows are gathered into groups of about GROUP_ROWS; each group becomes one part
+    file, written by one of WRITERS threads that drops the rows not kept, applies
+    ``transform`` and encodes Parquet (Arrow and Parquet work releases the GIL, so it
+    overlaps with reading the next rows). Parts are numbered in input order, so the
+    version's rows keep the source's order; at most WRITERS groups are in flight,
+    which bounds memory.
+
+    Args:
+        folder: where the part files go.
+        transform: applied to each group before it is written (PII policies).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, transform: Callable[[pa.Table], pa.Table] | None = None
+    ) -> None:
         self.folder = folder
-        self.parts: list[tuple[Path, int]] = []
+        self.transform = transform
         self.schema: pa.Schema | None = None
-        self._pending: list[pa.RecordBatch] = []
+        self._input_schema: pa.Schema | None = None
+        self._pending: list[tuple[pa.RecordBatch, pa.Array | None]] = []
         self._pending_rows = 0
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="loopml-parquet", daemon=True)
-        self._thread.start()
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="loopml-parquet")
+        self._in_flight: deque[Future[tuple[Path, int]]] = deque()
+        self._done: list[tuple[Path, int]] = []
+        self._groups = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if self.schema is None:
-            self.schema = batch.schema
-        self._pending.append(batch)
+    def write(self, batch: pa.RecordBatch, keep: pa.Array | None = None) -> None:
+        """Queue ``batch`` for writing; with ``keep``, only the rows where it is true."""
+        if self._input_schema is None:
+            self._input_schema = batch.schema
+        self._pending.append((batch, keep))
         self._pending_rows += batch.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        if self._pending_rows >= GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            self._put(pa.Table.from_batches(self._pending, self.schema))
-            self._pending, self._pending_rows = [], 0
+        if not self._pending:
+            return
+        while len(self._in_flight) >= WRITERS:
+            self._collect(self._in_flight.popleft())
+        path = self.folder / f"part-{self._groups:05d}.parquet"
+        self._groups += 1
+        self._in_flight.append(self._pool.submit(self._write_group, path, self._pending))
+        self._pending, self._pending_rows = [], 0
 
-    def _put(self, item: pa.Table | None) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        self._raise()
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise StoreError(f"writing Parquet to staging failed: {self._error}") from self._error
-
-    def _drain(self) -> None:
-        writer: pq.ParquetWriter | None = None
-        rows = 0
+    def _collect(self, future: Future[tuple[Path, int]]) -> None:
         try:
-            while (table := self._queue.get()) is not None:
-                if writer is None:
-                    path = self.folder / f"part-{len(self.parts):05d}.parquet"
-                    writer = pq.ParquetWriter(path, table.schema, compression="snappy")
-                    self.parts.append((path, 0))
-                writer.write_table(table, row_group_size=len(table))
-                rows += len(table)
-                self.parts[-1] = (self.parts[-1][0], rows)
-                if rows >= PART_ROWS:
-                    writer.close()
-                    writer, rows = None, 0
-            if writer is not None:
-                writer.close()
-        except BaseException as exc:  # handed to the ingest thread, which raises it
-            self._error = exc
+            self._done.append(future.result())
+        except Exception as exc:
+            raise StoreError(f"writing Parquet to staging failed: {exc}") from exc
+
+    def _write_group(
+        self, path: Path, group: list[tuple[pa.RecordBatch, pa.Array | None]]
+    ) -> tuple[Path, int]:
+        table = pa.Table.from_batches(
+            [batch if keep is None else batch.filter(keep) for batch, keep in group],
+            self._input_schema,
+        )
+        if self.transform is not None:
+            table = self.transform(table)
+        pq.write_table(table, path, compression="snappy", row_group_size=max(len(table), 1))
+        return path, len(table)
 
     def finish(self, schema: pa.Schema) -> list[tuple[Path, int]]:
-        """Write what is pending and close; an empty ingest still gets one empty part."""
+        """Write what is pending and wait; an empty result still gets one empty part.
+
+        Returns:
+            (path, rows) of each part holding rows, in input order.
+        """
         self._flush()
-        self._put(None)
-        self._thread.join()
-        self._raise()
-        if not self.parts:
+        while self._in_flight:
+            self._collect(self._in_flight.popleft())
+        self._pool.shutdown(wait=True)
+        parts = [(path, rows) for path, rows in self._done if rows]
+        for path, rows in self._done:
+            if not rows:
+                path.unlink(missing_ok=True)
+        if parts:
+            self.schema = pq.read_schema(parts[0][0])
+        else:
             path = self.folder / "part-00000.parquet"
-            pq.write_table(schema.empty_table(), path)
-            self.parts.append((path, 0))
-        return self.parts
+            empty = schema.empty_table()  # the caller's schema is already the output's
+            pq.write_table(empty, path)
+            self.schema = empty.schema
+            parts = [(path, 0)]
+        return parts
 
     def abort(self) -> None:
-        """Stop the writer thread after a failure elsewhere."""
-        if self._thread.is_alive():
-            self._pending = []
-            self._put(None)
-            self._thread.join()
+        """Stop writing after a failure elsewhere (what is in flight finishes first)."""
+        self._pending = []
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
