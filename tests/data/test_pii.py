@@ -4,21 +4,20 @@ workspace key, and likely-PII columns without a policy are flagged."""
 from __future__ import annotations
 
 import hashlib
-import hmac
-import io
 import json
 import os
 import random
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import loopml
 from loopml.data import pii
+
+from ._stored import assert_nowhere, keyed_hash
 
 REDACTED = "[REDACTED]"  # as the policy is documented
 
@@ -35,42 +34,11 @@ def workspace_key(ws_root: Path) -> bytes:
     return bytes.fromhex((ws_root / "keys" / "pii.key").read_text().strip())
 
 
-def keyed_hash(key: bytes, value: str) -> str:
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
-
-
 def masked(value: str) -> str:
     """Keep the last 4 characters, except that values of 4 or fewer are masked whole."""
     if len(value) <= 4:
         return "*" * len(value)
     return "*" * (len(value) - 4) + value[-4:]
-
-
-def stored_text(ws_root: Path) -> list[tuple[Path, bytes]]:
-    """Every file in the workspace, as bytes; Parquet files also decoded to text, since a
-    value compressed inside a page would not show up in the raw bytes."""
-    found = []
-    for path in sorted(ws_root.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        found.append((path, data))
-        if data[:4] == b"PAR1":
-            table = pq.read_table(io.BytesIO(data))
-            found.append((path, json.dumps(table.to_pylist(), default=str).encode()))
-    return found
-
-
-def assert_nowhere(ws_root: Path, secrets: list[str]) -> None:
-    leaks = sorted(
-        {
-            f"{secret!r} in {path.relative_to(ws_root)}"
-            for path, data in stored_text(ws_root)
-            for secret in secrets
-            if secret.encode() in data
-        }
-    )
-    assert not leaks, "raw PII is stored: " + "; ".join(leaks)
 
 
 CONTRACT = """\

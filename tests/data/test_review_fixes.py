@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import hashlib
-import hmac
-import io
 import json
 import multiprocessing
 import os
@@ -21,6 +18,8 @@ import pytest
 
 import loopml
 from loopml.data import Contract
+
+from ._stored import assert_nowhere, keyed_hash
 
 REDACTED = "[REDACTED]"  # as the redact policy is documented
 
@@ -46,37 +45,6 @@ def write_contract(path: Path, text: str) -> str:
 
 def workspace_key(ws_root: Path) -> bytes:
     return bytes.fromhex((ws_root / "keys" / "pii.key").read_text().strip())
-
-
-def keyed_hash(key: bytes, value: str) -> str:
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
-
-
-def stored_text(ws_root: Path) -> list[tuple[Path, bytes]]:
-    """Every file in the workspace as bytes; Parquet files also decoded, since a value
-    compressed inside a page would not show up in the raw bytes."""
-    found = []
-    for path in sorted(ws_root.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        found.append((path, data))
-        if data[:4] == b"PAR1":
-            table = pq.read_table(io.BytesIO(data))
-            found.append((path, json.dumps(table.to_pylist(), default=str).encode()))
-    return found
-
-
-def assert_nowhere(ws_root: Path, secrets: list[str]) -> None:
-    leaks = sorted(
-        {
-            f"{secret!r} in {path.relative_to(ws_root)}"
-            for path, data in stored_text(ws_root)
-            for secret in secrets
-            if secret.encode() in data
-        }
-    )
-    assert not leaks, "raw PII is stored: " + "; ".join(leaks)
 
 
 # --- 1. SQL safety --------------------------------------------------------------------------
