@@ -122,6 +122,12 @@ class Context:
             )
         return key
 
+    def secret_fingerprint(self, name: str) -> str:
+        """A hash of a workspace secret (created if missing), never the secret itself."""
+        import hashlib
+
+        return hashlib.sha256(self.secret_key(name)).hexdigest()
+
     def close(self) -> None:
         """Release the stores' connections."""
         self.metadata.dispose()

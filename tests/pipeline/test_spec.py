@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import loopml
 from loopml.examples.project import SPEC as FRAUD_SPEC
 from loopml.pipeline.dag import compile_spec
-from loopml.pipeline.spec import load_spec, parse_memory, parse_window
+from loopml.pipeline.spec import load_spec, parse_memory, parse_off_peak
 from loopml.workspace import Workspace
 
 Write = Callable[[str, str], Path]
@@ -360,7 +360,7 @@ def test_a_good_schedule_is_kept(write: Write) -> None:
 
     assert spec.schedule is not None
     assert spec.schedule.cron == "30 1 * * 1-5"
-    assert parse_window(spec.schedule.off_peak or "") == (22 * 60, 6 * 60)
+    assert parse_off_peak(spec.schedule.off_peak or "") == (22 * 60, 6 * 60)
 
 
 @given(
@@ -370,7 +370,7 @@ def test_a_good_schedule_is_kept(write: Write) -> None:
     m2=st.integers(0, 59),
 )
 def test_parse_window_reads_minutes_after_midnight(h1: int, m1: int, h2: int, m2: int) -> None:
-    assert parse_window(f"{h1:02d}:{m1:02d}-{h2}:{m2:02d}") == (h1 * 60 + m1, h2 * 60 + m2)
+    assert parse_off_peak(f"{h1:02d}:{m1:02d}-{h2}:{m2:02d}") == (h1 * 60 + m1, h2 * 60 + m2)
 
 
 @given(

@@ -33,7 +33,7 @@ def add(
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register a spec's schedule (loopml run also does this)."""
+    """Register a spec's schedule (loopml run also registers it)."""
     with open_workspace(workspace) as ws:
         entry = ws.pipelines.schedule(spec)
     emit(
@@ -103,7 +103,9 @@ def run_due(
 
 
 def scheduler(
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")] = 60.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0, help="Seconds between checks.")
+    ] = 60.0,
     iterations: Annotated[
         int | None,
         typer.Option("--iterations", help="Stop after this many checks (default: never)."),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -38,6 +40,9 @@ def transform(
 
     if (sql is None) == (fn is None):
         raise typer.BadParameter("give exactly one of --sql FILE or --fn module:function")
+    if fn is not None and "" not in sys.path and os.getcwd() not in sys.path:
+        # Like `python -m`: a module in the current folder is found.
+        sys.path.insert(0, os.getcwd())
     started = time.perf_counter()
     with open_workspace(workspace) as ws:
         if sql is not None:

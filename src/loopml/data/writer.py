@@ -7,12 +7,13 @@ them follow the same commit protocol.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -136,6 +137,23 @@ def audited_failure(ctx: Context, action: str, target: str) -> Iterator[None]:
         with ctx.write() as conn:
             ctx.audit(conn, action, target, outcome="failed", details={"error": message})
         raise
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def audits_failures(action: str) -> Callable[[F], F]:
+    """Decorate ``fn(ctx, name, ...)`` so its failures are audited on ``dataset:name``."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(ctx: Context, name: str, *args: Any, **kwargs: Any) -> Any:
+            with audited_failure(ctx, action, f"dataset:{name}"):
+                return fn(ctx, name, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def publish(

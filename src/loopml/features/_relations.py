@@ -28,6 +28,12 @@ TEMPORAL_TYPES = frozenset(
 )
 
 
+def column_types(con: Any, table: str) -> dict[str, str]:
+    """Each column of a table (or view) and its DuckDB type, in order."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {identifier(table)}").fetchall()
+    return {row[0]: str(row[1]) for row in rows}
+
+
 def resolve_inputs(ctx: Context, refs: Sequence[str]) -> list[DatasetVersion]:
     """Look up each input reference; two inputs may not share a dataset name."""
     with ctx.read() as conn:

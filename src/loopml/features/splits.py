@@ -41,9 +41,11 @@ from typing import Any
 
 from loopml.context import Context
 from loopml.data._sql import identifier, literal, string
+from loopml.data.writer import audits_failures
 from loopml.errors import InputError, StoreError
 from loopml.features._relations import (
     TEMPORAL_TYPES,
+    column_types,
     connection_with,
     resolve_inputs,
     write_query,
@@ -65,6 +67,7 @@ _DRAW_HEX_DIGITS = 13
 _DRAW_SCALE = 1 << 52
 
 
+@audits_failures("dataset.transform")
 def split(
     ctx: Context,
     name: str,
@@ -126,7 +129,7 @@ def split(
     source = inputs[0]
     with connection_with(ctx, inputs) as con:
         table = identifier(source.dataset)
-        types = _column_types(con, table)
+        types = column_types(con, source.dataset)
         _check_columns(step, source, types, by, column)
         if by == "random":
             sql = _random_sql(table, seed, fractions)
@@ -243,10 +246,6 @@ def _parse_cutoff(step: str, cutoff: object) -> datetime:
         f"{step}: cutoff {cutoff!r} is not a date or time",
         hint="give ISO 8601, such as 2024-03-01 or 2024-03-01T12:00:00",
     )
-
-
-def _column_types(con: Any, table: str) -> dict[str, str]:
-    return {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
 
 
 def _check_columns(

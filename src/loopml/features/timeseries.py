@@ -21,9 +21,11 @@ from typing import Any
 from loopml.context import Context
 from loopml.data._sql import identifier, literal
 from loopml.data.versions import check_name
+from loopml.data.writer import audits_failures
 from loopml.errors import InputError
 from loopml.features._relations import (
     TEMPORAL_TYPES,
+    column_types,
     connection_with,
     resolve_inputs,
     write_query,
@@ -37,7 +39,7 @@ _UNITS_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_00
 _UNITS_US["w"] = 7 * _UNITS_US["d"]
 _WINDOW = re.compile(r"(\d+)([smhdw])")
 _MAX_WINDOW_US = 36_525 * _UNITS_US["d"]  # 100 years; keeps nanosecond keys inside int64.
-_MAX_LAGS = 1_000
+MAX_LAGS = 1_000
 
 _NUMERIC = {
     "TINYINT",
@@ -85,6 +87,7 @@ def parse_window(text: str) -> int:
     return length
 
 
+@audits_failures("dataset.transform")
 def rolling_features(
     ctx: Context,
     name: str,
@@ -147,8 +150,8 @@ def rolling_features(
         raise InputError(
             f"{step}: unknown aggregate {unknown[0]!r}", hint=f"use {', '.join(AGGREGATES)}"
         )
-    if isinstance(lags, bool) or not isinstance(lags, int) or not 0 <= lags <= _MAX_LAGS:
-        raise InputError(f"{step}: lags must be a whole number from 0 to {_MAX_LAGS}")
+    if isinstance(lags, bool) or not isinstance(lags, int) or not 0 <= lags <= MAX_LAGS:
+        raise InputError(f"{step}: lags must be a whole number from 0 to {MAX_LAGS}")
 
     (version,) = resolve_inputs(ctx, [input_ref])
     definition: dict[str, Any] = {
@@ -161,7 +164,7 @@ def rolling_features(
         "time_since_previous": bool(time_since_previous),
     }
     with connection_with(ctx, [version]) as con:
-        types = _column_types(con, version.dataset)
+        types = column_types(con, version.dataset)
         _require(types, version, step, entity, "entity")
         _require(types, version, step, time, "time")
         _require(types, version, step, value, "value")
@@ -318,6 +321,7 @@ def _rolling_sql(
     )
 
 
+@audits_failures("dataset.transform")
 def point_in_time_join(
     ctx: Context,
     name: str,
@@ -366,8 +370,8 @@ def point_in_time_join(
         columns = [c for c in (part.strip() for part in columns.split(",")) if c]
     events, features = resolve_inputs(ctx, [events_ref, features_ref])
     with connection_with(ctx, [events, features]) as con:
-        event_types = _column_types(con, events.dataset)
-        feature_types = _column_types(con, features.dataset)
+        event_types = column_types(con, events.dataset)
+        feature_types = column_types(con, features.dataset)
         _require(event_types, events, step, entity, "entity")
         _require(event_types, events, step, time, "time")
         _require(feature_types, features, step, entity, "entity")
@@ -473,12 +477,6 @@ def _names(items: str | Sequence[str], what: str, step: str) -> list[str]:
     if repeated:
         raise InputError(f"{step}: {what} {repeated[0]!r} is given twice")
     return names
-
-
-def _column_types(con: Any, table: str) -> dict[str, str]:
-    """Each column of a table and its DuckDB type, in order."""
-    rows = con.execute(f"DESCRIBE SELECT * FROM {identifier(table)}").fetchall()
-    return {row[0]: str(row[1]) for row in rows}
 
 
 def _require(

@@ -39,7 +39,7 @@ class PipelineAPI:
     ) -> RunResult:
         """Validate the spec and run its pipeline."""
         spec, root = load_spec(spec_path)
-        return run_pipeline(
+        result = run_pipeline(
             self._ctx,
             spec,
             root,
@@ -48,6 +48,9 @@ class PipelineAPI:
             hold_heavy=hold_heavy,
             on_event=on_event,
         )
+        if schedule.schedule_of(spec) is not None:
+            schedule.register(self._ctx, spec_path)
+        return result
 
     def resume(
         self,

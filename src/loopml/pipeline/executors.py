@@ -7,6 +7,7 @@ runner, the cache and the run records are the same whichever runs the steps.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -122,12 +123,20 @@ class RayExecutor(Executor):
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-            )
+            try:
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                )
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+                where = address or "a local cluster"
+                raise InputError(
+                    f"cannot start or reach Ray at {where}: {exc}",
+                    hint="check --address (ray://host:10001 or auto), or omit it to start one",
+                ) from exc
+        self._refs: list[Any] = []
         resources = ray.cluster_resources()
         self._capacity = Resources(
             cpus=float(resources.get("CPU", 1)),
@@ -149,10 +158,15 @@ class RayExecutor(Executor):
         if resources.memory:
             options["memory"] = resources.memory
         ref = self._remote.options(**options).remote(task)
+        self._refs.append(ref)
         future: concurrent.futures.Future[Outcome] = ref.future()
         return future
 
     def close(self) -> None:
+        # A failed run leaves no task running on a shared cluster.
+        for ref in self._refs:
+            with contextlib.suppress(Exception):  # a finished task cannot be cancelled
+                self._ray.cancel(ref)
         if self._started:
             self._ray.shutdown()
 

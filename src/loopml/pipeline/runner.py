@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from loopml.context import Context
 from loopml.data import versions
@@ -40,6 +41,7 @@ class StepState:
     status: str = "pending"
     attempts: int = 0
     cache_key: str | None = None
+    cache_checked: bool = False
     output: str | None = None
     output_id: str | None = None
     error: str | None = None
@@ -151,14 +153,32 @@ class Runner:
         capacity = self.executor.capacity()
         free = {"cpus": capacity.cpus, "memory": capacity.memory, "gpus": capacity.gpus}
         running: dict[concurrent.futures.Future[Outcome], StepState] = {}
+        try:
+            self._loop(capacity, free, running)
+        except BaseException:
+            # Steps already running finish (threads cannot be stopped); record what they
+            # made, so a resumed run does not make it again.
+            for future in concurrent.futures.as_completed(running):
+                self._finish(running[future], future)
+            raise
+        return self._conclude()
+
+    def _loop(
+        self,
+        capacity: Resources,
+        free: dict[str, float],
+        running: dict[concurrent.futures.Future[Outcome], StepState],
+    ) -> None:
         while True:
             now = time.monotonic()
             for state in self._ready(now):
                 if self.hold_heavy and state.step.options.heavy:
                     self._set(state, "held", error="held until the off-peak window")
                     continue
-                if self._try_cache(state):
-                    continue
+                if not state.cache_checked:
+                    state.cache_checked = True
+                    if self._try_cache(state):
+                        continue
                 need = state.step.options.resources
                 if not _fits(need, free, capacity):
                     continue
@@ -180,7 +200,8 @@ class Runner:
                 ]
                 if not waiting:
                     break
-                time.sleep(max(0.0, min(s.not_before for s in waiting) - time.monotonic()))
+                retry = self._next_retry(time.monotonic())
+                time.sleep(retry if retry is not None else 0.05)
                 continue
             timeout = self._next_retry(time.monotonic())
             done, _ = concurrent.futures.wait(
@@ -190,6 +211,9 @@ class Runner:
                 state = running.pop(future)
                 _take(state.step.options.resources, free, capacity, +1)
                 self._finish(state, future)
+
+    def _conclude(self) -> str:
+        """Settle the steps that never ran, and the run's status."""
         held = any(s.status == "held" for s in self.states.values())
         for state in self.states.values():
             if state.status == "pending" and held and not self._failed_upstream(state):
@@ -257,10 +281,13 @@ class Runner:
     def _try_cache(self, state: StepState) -> bool:
         try:
             state.cache_key = step_kinds.cache_key(
-                state.step, self.root, self._input_versions(state)
+                state.step,
+                self.root,
+                self._input_versions(state),
+                self.ctx.secret_fingerprint("pii") if state.step.kind == "ingest" else None,
             )
-        except LoopMLError as exc:
-            self._fail(state, exc.message)
+        except Exception as exc:
+            self._fail(state, _message(exc))
             return True
         if state.cache_key is None:
             return False
@@ -291,9 +318,7 @@ class Runner:
         try:
             outcome = future.result()
         except Exception as exc:
-            message = (
-                exc.message if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
-            )
+            message = _message(exc)
             if state.attempts <= state.step.options.retries:
                 state.not_before = time.monotonic() + state.step.options.backoff * 2 ** (
                     state.attempts - 1
@@ -304,24 +329,34 @@ class Runner:
             return
         state.output, state.output_id = outcome.ref, outcome.id
         state.ended_at = datetime.now(UTC)
-        self._set(state, "succeeded", error=None)
-        if state.cache_key is not None:
-            with self.ctx.write() as conn:
-                conn.execute(step_cache.delete().where(step_cache.c.key == state.cache_key))
+        key = state.cache_key
+
+        def remember(conn: Connection) -> None:
+            # In the step's own transaction: a crash cannot keep one without the other.
+            if key is not None:
+                conn.execute(step_cache.delete().where(step_cache.c.key == key))
                 conn.execute(
                     step_cache.insert().values(
-                        key=state.cache_key,
+                        key=key,
                         output=outcome.ref,
                         output_id=outcome.id,
                         created_at=datetime.now(UTC),
                     )
                 )
 
+        self._set(state, "succeeded", error=None, also=remember)
+
     def _fail(self, state: StepState, message: str) -> None:
         state.ended_at = datetime.now(UTC)
         self._set(state, "failed", error=message)
 
-    def _set(self, state: StepState, status: str, error: str | None = None) -> None:
+    def _set(
+        self,
+        state: StepState,
+        status: str,
+        error: str | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> None:
         state.status = status
         state.error = error
         with self.ctx.write() as conn:
@@ -340,8 +375,14 @@ class Runner:
                     ended_at=state.ended_at,
                 )
             )
+            if also is not None:
+                also(conn)
         if self.on_event:
             self.on_event(status, state)
+
+
+def _message(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
 
 
 def _fits(need: Resources, free: dict[str, float], capacity: Resources) -> bool:

@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from loopml.context import Context
-from loopml.errors import NotFound, SpecError
+from loopml.errors import LoopMLError, SpecError
 from loopml.pipeline.runner import RunResult, run_pipeline
-from loopml.pipeline.spec import SPEC_FILE, Schedule, Spec, load_spec, parse_window
+from loopml.pipeline.spec import SPEC_FILE, Schedule, Spec, load_spec, parse_off_peak
 from loopml.store.tables import pipeline_runs, schedules
 
 
@@ -56,7 +56,7 @@ def in_window(window: str | None, moment: datetime) -> bool:
     """Whether ``moment`` (UTC) falls in an ``HH:MM-HH:MM`` window; no window is always."""
     if window is None:
         return True
-    start, end = parse_window(window)
+    start, end = parse_off_peak(window)
     minute = moment.astimezone(UTC).hour * 60 + moment.astimezone(UTC).minute
     if start <= end:
         return start <= minute < end
@@ -128,16 +128,21 @@ def run_due(ctx: Context, now: datetime | None = None, executor: str = "local") 
         held = _held_runs(ctx, entry.pipeline)
         if held and open_window:
             for run_id in held:
-                results.append(run_pipeline(ctx, resume=run_id, executor=executor))
+                try:
+                    results.append(run_pipeline(ctx, resume=run_id, executor=executor))
+                except LoopMLError as exc:
+                    _record(ctx, entry.pipeline, now, run_id, error=exc.message)
             continue
         if entry.next_run_at > now:
             continue
+        # One broken pipeline (a spec that no longer loads, an input gone) is recorded
+        # and skipped; the others still run.
         try:
             spec, root = load_spec(entry.spec_path)
-        except (NotFound, SpecError) as exc:
+            result = run_pipeline(ctx, spec, root, executor=executor, hold_heavy=not open_window)
+        except LoopMLError as exc:
             _record(ctx, entry.pipeline, now, None, error=exc.message)
             continue
-        result = run_pipeline(ctx, spec, root, executor=executor, hold_heavy=not open_window)
         _record(ctx, entry.pipeline, now, result.id)
         results.append(result)
     return results

@@ -9,13 +9,15 @@ executed as those stages land.
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loopml.config import parse_model
-from loopml.errors import NotFound, SpecError
+from loopml.errors import InputError, NotFound, SpecError
+from loopml.features.timeseries import MAX_LAGS, parse_window
 
 SPEC_FILE = "loopml.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -99,8 +101,18 @@ class Rolling(_Model):
     value: str
     windows: list[str] = Field(min_length=1)
     aggs: list[Literal["count", "sum", "mean", "std", "min", "max"]] = Field(min_length=1)
-    lags: int = Field(default=0, ge=0, le=100)
+    lags: int = Field(default=0, ge=0, le=MAX_LAGS)
     time_since_previous: bool = True
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: list[str]) -> list[str]:
+        for window in value:
+            try:
+                parse_window(window)
+            except InputError as exc:
+                raise ValueError(exc.message) from exc
+        return value
 
 
 class PointInTimeJoin(_Model):
@@ -163,6 +175,12 @@ class Split(StepOptions):
     seed: int = 0
     cutoff: str | None = None
 
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _cutoff(cls, value: Any) -> Any:
+        # An unquoted YAML date or time arrives as a date object.
+        return value.isoformat() if isinstance(value, date | datetime) else value
+
     @model_validator(mode="after")
     def _fits(self) -> Split:
         if self.test + self.valid >= 1:
@@ -203,11 +221,11 @@ class Schedule(_Model):
     @classmethod
     def _window(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_window(value)
+            parse_off_peak(value)
         return value
 
 
-def parse_window(text: str) -> tuple[int, int]:
+def parse_off_peak(text: str) -> tuple[int, int]:
     """Minutes after midnight of ``HH:MM-HH:MM`` (the end may be past midnight)."""
     match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
     if not match:

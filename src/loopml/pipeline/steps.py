@@ -12,16 +12,23 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from loopml.data.ingest import ingest
 from loopml.data.sources import expand_paths
 from loopml.errors import InputError, NotFound
+from loopml.features import timeseries, transforms
 from loopml.features.boundary import function_of, importing, split_path
+from loopml.features.splits import split
+from loopml.features.transforms import read_sql_file
 from loopml.pipeline.dag import Step
 from loopml.store.artifacts import file_sha256
 
@@ -38,26 +45,47 @@ def _resolve(root: Path, path: str) -> str:
 
 
 def _sql_text(root: Path, sql: str) -> str:
+    """The step's SQL: inline, or the text of the ``.sql`` file it names."""
     if sql.strip().lower().endswith(".sql") and "\n" not in sql.strip():
-        path = Path(_resolve(root, sql.strip()))
-        try:
-            return path.read_text()
-        except FileNotFoundError as exc:
-            raise NotFound(f"SQL file {path} does not exist") from exc
+        return read_sql_file(_resolve(root, sql.strip()))
     return sql
+
+
+def _hash_file(path: str, what: str) -> str:
+    try:
+        return file_sha256(path)[0]
+    except FileNotFoundError as exc:
+        raise NotFound(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be read: {exc}") from exc
+
+
+_path_users: Counter[str] = Counter()
+_path_lock = threading.Lock()
 
 
 @contextmanager
 def importable_from(root: Path) -> Iterator[None]:
-    """Let ``module:function`` paths find modules in the spec's folder."""
-    added = str(root) not in sys.path
-    if added:
-        sys.path.insert(0, str(root))
+    """Let ``module:function`` paths find modules in the spec's folder.
+
+    Steps run in parallel threads and ``sys.path`` is the process's: the folder stays
+    on it while any step needs it.
+    """
+    folder = str(root)
+    with _path_lock:
+        if _path_users[folder] == 0 and folder not in sys.path:
+            sys.path.insert(0, folder)
+            _path_users[folder] = 1
+        elif _path_users[folder]:
+            _path_users[folder] += 1
     try:
         yield
     finally:
-        if added and str(root) in sys.path:
-            sys.path.remove(str(root))
+        with _path_lock:
+            if _path_users[folder]:
+                _path_users[folder] -= 1
+                if _path_users[folder] == 0 and folder in sys.path:
+                    sys.path.remove(folder)
 
 
 def load_step_function(step: Step, root: Path) -> tuple[Callable[..., Any], str | None]:
@@ -102,10 +130,30 @@ def load_step_function(step: Step, root: Path) -> tuple[Callable[..., Any], str 
     return function_of(module, attribute, f"step {step.name}"), code
 
 
-def cache_key(step: Step, root: Path, inputs: Mapping[str, DatasetVersion]) -> str | None:
-    """The step's content address, or None when its output cannot be reused (queries)."""
-    from importlib.metadata import version as installed_version
+def _project_code(root: Path, path: str) -> str:
+    """A hash of the spec folder's own Python files and of the step's package."""
+    package = root / split_path(path)[0].split(".")[0]
+    files = sorted(root.glob("*.py"))
+    if package.is_dir():
+        files += sorted(package.rglob("*.py"))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file_sha256(file)[0].encode())
+    return digest.hexdigest()
 
+
+def cache_key(
+    step: Step,
+    root: Path,
+    inputs: Mapping[str, DatasetVersion],
+    pii_key: str | None = None,
+) -> str | None:
+    """The step's content address, or None when its output cannot be reused (queries).
+
+    ``pii_key`` is a fingerprint of the workspace's PII key: hashed columns change
+    with it, so an ingest's output does too.
+    """
     if step.kind == "ingest" and "query" in step.params:
         return None
     outside: dict[str, Any] = {}
@@ -113,14 +161,17 @@ def cache_key(step: Step, root: Path, inputs: Mapping[str, DatasetVersion]) -> s
         files = expand_paths(_resolve(root, step.params["path"]))
         outside["files"] = [file_sha256(name)[0] for name in files]
         if contract := step.params.get("contract"):
-            outside["contract"] = file_sha256(_resolve(root, contract))[0]
+            outside["contract"] = _hash_file(_resolve(root, contract), "contract")
+        outside["pii_key"] = pii_key
     elif step.kind == "sql":
         outside["sql"] = _sql_text(root, step.params["sql"])
     elif step.kind == "python":
         _, code = load_step_function(step, root)
         if code is None:
             return None  # no source to fingerprint: always run it
+        # The module may import helpers beside it: any Python file of the project counts.
         outside["code"] = code
+        outside["project"] = _project_code(root, step.params["python"])
     body = orjson.dumps(
         {
             "loopml": installed_version("loopml"),
@@ -141,10 +192,6 @@ def execute(
     ctx: Context, step: Step, root: Path, inputs: Mapping[str, DatasetVersion]
 ) -> DatasetVersion:
     """Run one step and return the version it made."""
-    from loopml.data.ingest import ingest
-    from loopml.features import timeseries, transforms
-    from loopml.features.splits import split
-
     refs = [inputs[name].ref for name in step.reads]
     params = step.params
     if step.kind == "ingest":
