@@ -208,3 +208,17 @@ def test_cli_transform_and_lineage(ws, tmp_path: Path) -> None:
     )
     assert broken.returncode == 2
     assert broken.stderr.startswith("error:") and "nope" in broken.stderr
+
+
+def test_sql_cannot_read_files_outside_its_inputs(ws, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.csv"
+    outside.write_text("token\nhunter2\n")
+    for sql in (
+        f"SELECT * FROM read_csv('{outside}')",
+        f"SELECT * FROM tx, read_text('{outside}')",
+        "SET enable_external_access = true",
+    ):
+        with pytest.raises(InputError) as caught:
+            ws.features.sql("leak", sql, ["tx"])
+        assert "transform leak" in str(caught.value)
+    assert "leak" not in {d.name for d, _, _ in ws.data.ls()}

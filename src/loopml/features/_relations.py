@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ import pyarrow as pa
 
 from loopml.context import Context
 from loopml.data import _duckdb, versions
-from loopml.data._sql import identifier, string_list
+from loopml.data._sql import identifier, string, string_list
 from loopml.data.writer import write_version
 from loopml.errors import InputError
 from loopml.records import DatasetVersion
@@ -49,15 +50,27 @@ def resolve_inputs(ctx: Context, refs: Sequence[str]) -> list[DatasetVersion]:
 
 @contextmanager
 def connection_with(ctx: Context, inputs: Sequence[DatasetVersion]) -> Iterator[Any]:
-    """A DuckDB connection with one view per input, named after its dataset."""
+    """A DuckDB connection with one view per input, named after its dataset.
+
+    The connection can read its inputs' files and nothing else: user SQL cannot reach
+    other files (``read_csv('/etc/passwd')``) or the network, and cannot undo that.
+    """
     con = _duckdb.connect()
     try:
+        scratch = ctx.settings.root / "cache" / "duckdb-tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory={string(str(scratch))}")
+        allowed = {str(scratch) + "/"}
         for version in inputs:
             files = [str(ctx.artifacts.local_path(f.sha256)) for f in version.files]
+            allowed.update(str(Path(name).parent) + "/" for name in files)
             con.execute(
                 f"CREATE VIEW {identifier(version.dataset)} AS "
                 f"SELECT * FROM read_parquet({string_list(files)})"
             )
+        con.execute(f"SET allowed_directories={string_list(sorted(allowed))}")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
         yield con
     finally:
         con.close()
