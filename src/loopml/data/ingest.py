@@ -220,7 +220,8 @@ class _Ingestion:
         """Check, mask and write every batch the source yields."""
         import pyarrow.compute as pc
 
-        con = _duckdb.connect()
+        # Rules run in the scan for CSV; other sources need a connection to run them.
+        con: Any = None
         total_rows, total_bytes = self.reader.total_rows(), self.reader.total_bytes()
         try:
             for item in self.reader.batches():
@@ -229,6 +230,8 @@ class _Ingestion:
                     self._first_batch(batch)
                 reasons = None
                 if self.contract is not None:
+                    if item.reasons is None and con is None:
+                        con = _duckdb.connect()
                     reasons = check_batch(
                         batch, self.contract, self.seen, item.reasons, connection=con
                     )
@@ -244,7 +247,8 @@ class _Ingestion:
                 if self.on_progress:
                     self.on_progress(self.accepted + self.quarantine.count, total_rows, total_bytes)
         finally:
-            con.close()
+            if con is not None:
+                con.close()
 
     def _apply_policies(self, table: pa.Table) -> pa.Table:
         return pii_policies.apply_policies(table, self.policies, self.key)
