@@ -94,3 +94,26 @@ def human_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def transform_report(version: Any, started: float) -> dict[str, Any]:
+    """What a command that made a version by transform prints with ``--json``."""
+    import time
+
+    return {
+        "dataset": version.dataset,
+        "version": version.number,
+        "id": version.id,
+        "rows": version.row_count,
+        "inputs": [i["ref"] for i in version.meta["transform"]["inputs"]],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def transform_summary(version: Any, data: dict[str, Any]) -> str:
+    """The one line such a command prints for people."""
+    return (
+        f"{version.ref} ({version.id[:12]}): {version.row_count:,} rows, "
+        f"{len(version.schema)} columns from {', '.join(data['inputs'])} "
+        f"in {data['seconds']:.2f}s"
+    )

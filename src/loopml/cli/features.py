@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from loopml.cli._common import JsonOption, WorkspaceOption, emit, open_workspace
+from loopml.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    emit,
+    open_workspace,
+    transform_report,
+    transform_summary,
+)
 
 app = typer.Typer(
     help="Time-series features (rolling windows, lags, recency) and point-in-time joins.",
@@ -17,25 +24,6 @@ app = typer.Typer(
 EntityOption = Annotated[
     str, typer.Option("--entity", help="The entity column (a customer, a card).")
 ]
-
-
-def _report(version: Any, started: float) -> dict[str, Any]:
-    return {
-        "dataset": version.dataset,
-        "version": version.number,
-        "id": version.id,
-        "rows": version.row_count,
-        "inputs": [i["ref"] for i in version.meta["transform"]["inputs"]],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-
-
-def _summary(version: Any, data: dict[str, Any]) -> str:
-    return (
-        f"{version.ref} ({version.id[:12]}): {version.row_count:,} rows, "
-        f"{len(version.schema)} columns from {', '.join(data['inputs'])} "
-        f"in {data['seconds']:.2f}s"
-    )
 
 
 @app.command("rolling")
@@ -80,8 +68,8 @@ def rolling(
             lags=lags,
             time_since_previous=not no_time_since,
         )
-    data = _report(version, started)
-    emit(as_json, data, lambda out: out.print(_summary(version, data)))
+    data = transform_report(version, started)
+    emit(as_json, data, lambda out: out.print(transform_summary(version, data)))
 
 
 @app.command("pit-join")
@@ -122,5 +110,5 @@ def pit_join(
             feature_time=feature_time,
             columns=[c.strip() for c in columns.split(",")] if columns is not None else None,
         )
-    data = _report(version, started)
-    emit(as_json, data, lambda out: out.print(_summary(version, data)))
+    data = transform_report(version, started)
+    emit(as_json, data, lambda out: out.print(transform_summary(version, data)))

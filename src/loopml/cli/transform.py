@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli._common import JsonOption, WorkspaceOption, emit, open_workspace
+from loopml.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    emit,
+    open_workspace,
+    transform_report,
+    transform_summary,
+)
 
 
 def transform(
@@ -50,22 +57,8 @@ def transform(
         else:
             assert fn is not None  # for the type checker; checked above
             version = ws.features.python(name, fn, inputs)
-    data = {
-        "dataset": version.dataset,
-        "version": version.number,
-        "id": version.id,
-        "rows": version.row_count,
-        "inputs": [i["ref"] for i in version.meta["transform"]["inputs"]],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    emit(
-        as_json,
-        data,
-        lambda out: out.print(
-            f"{version.ref} ({version.id[:12]}): {version.row_count:,} rows from "
-            f"{', '.join(data['inputs'])} in {data['seconds']:.2f}s"
-        ),
-    )
+    data = transform_report(version, started)
+    emit(as_json, data, lambda out: out.print(transform_summary(version, data)))
 
 
 def lineage(

@@ -15,13 +15,14 @@ import pyarrow as pa
 
 from loopml.context import Context
 from loopml.data._sql import identifier
-from loopml.data.writer import audited_failure
+from loopml.data.writer import audits_failures
 from loopml.errors import InputError, NotFound, UserCodeError
 from loopml.features._relations import connection_with, resolve_inputs, write_arrow, write_query
 from loopml.features.boundary import load_function, user_code
 from loopml.records import DatasetVersion
 
 
+@audits_failures("dataset.transform")
 def sql_transform(
     ctx: Context,
     name: str,
@@ -44,20 +45,19 @@ def sql_transform(
         raise InputError(f"transform {name}: no inputs", hint="pass --input DATASET[@VERSION]")
     if not sql.strip():
         raise InputError(f"transform {name}: the SQL is empty")
-    with audited_failure(ctx, "dataset.transform", f"dataset:{name}"):
-        versions = resolve_inputs(ctx, inputs)
-        with connection_with(ctx, versions) as con:
-            return write_query(
-                ctx,
-                name,
-                con,
-                sql,
-                versions,
-                kind="sql",
-                definition=sql,
-                params={},
-                step=f"transform {name}",
-            )
+    versions = resolve_inputs(ctx, inputs)
+    with connection_with(ctx, versions) as con:
+        return write_query(
+            ctx,
+            name,
+            con,
+            sql,
+            versions,
+            kind="sql",
+            definition=sql,
+            params={},
+            step=f"transform {name}",
+        )
 
 
 def read_sql_file(path: str | Path) -> str:
@@ -70,6 +70,7 @@ def read_sql_file(path: str | Path) -> str:
         raise InputError(f"SQL file {path} cannot be read: {exc}") from exc
 
 
+@audits_failures("dataset.transform")
 def python_transform(
     ctx: Context,
     name: str,
@@ -90,18 +91,6 @@ def python_transform(
     """
     if not inputs:
         raise InputError(f"transform {name}: no inputs", hint="pass --input DATASET[@VERSION]")
-    with audited_failure(ctx, "dataset.transform", f"dataset:{name}"):
-        return _python_transform(ctx, name, function, inputs, params, label)
-
-
-def _python_transform(
-    ctx: Context,
-    name: str,
-    function: str | Callable[..., Any],
-    inputs: Sequence[str],
-    params: dict[str, Any] | None,
-    label: str | None,
-) -> DatasetVersion:
     step = f"transform {name}"
     target = load_function(function) if isinstance(function, str) else function
     label = label or (function if isinstance(function, str) else _qualified(function))
