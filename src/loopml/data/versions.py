@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopml.context import Context
-from loopml.errors import InputError, NotFound, StoreError
+from loopml.errors import InputError, NotFound
 from loopml.governance import lineage
 from loopml.records import Column, Dataset, DatasetVersion, StoredObject
-from loopml.store.tables import dataset_versions, datasets, objects
+from loopml.store import objects as store_objects
+from loopml.store.tables import dataset_versions, datasets
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -227,12 +228,7 @@ def commit(
         StoreError: an object is missing from the artifact store.
     """
     stored = [*files, *([quarantine] if quarantine else [])]
-    for obj in stored:
-        if not ctx.artifacts.exists(obj.sha256):
-            raise StoreError(
-                f"object {obj.sha256[:12]} vanished before commit",
-                hint="was `loopml gc` run with --older-than 0 during an ingest?",
-            )
+    store_objects.check_present(ctx.artifacts, stored)
     now = datetime.now(UTC)
     version_id = content_id(schema, files)
     with ctx.write() as conn:
@@ -245,13 +241,7 @@ def commit(
         previous = latest(conn, dataset)
         number = previous.number + 1 if previous else 1
         changes = schema_changes(previous.schema if previous else None, schema)
-        known = set(
-            conn.execute(
-                sa.select(objects.c.sha256).where(objects.c.sha256.in_([o.sha256 for o in stored]))
-            ).scalars()
-        )
-        for obj in {o.sha256: o for o in stored if o.sha256 not in known}.values():
-            conn.execute(objects.insert().values(sha256=obj.sha256, size=obj.size, created_at=now))
+        store_objects.record(conn, stored)
         row_count = sum(f.rows or 0 for f in files)
         conn.execute(
             dataset_versions.insert().values(
