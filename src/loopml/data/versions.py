@@ -25,11 +25,11 @@ from loopml.store.tables import dataset_versions, datasets
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
-def check_name(name: str) -> str:
-    """Validate a dataset name: letters, digits, ``_ - .``, starting with a letter or digit."""
+def check_name(name: str, what: str = "dataset") -> str:
+    """Validate a name: letters, digits, ``_ - .``, starting with a letter or digit."""
     if not name or len(name) > 200 or not set(name) <= _NAME_CHARS or not name[0].isalnum():
         raise InputError(
-            f"invalid dataset name {name!r}",
+            f"invalid {what} name {name!r}",
             hint="use letters, digits, '_', '-' and '.', starting with a letter or digit",
         )
     return name
