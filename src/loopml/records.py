@@ -113,3 +113,104 @@ class AuditEvent:
     details: Mapping[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """One tracked run: a training, one trial of a search, or any tracked work.
+
+    Attributes:
+        id: a random hex id.
+        experiment: what the run works on (a model's name for trainings).
+        kind: ``train``, ``trial`` or ``custom``.
+        status: ``running``, ``finished``, ``failed`` or ``pruned``.
+        owner: who started it.
+        started_at: when it started (UTC).
+        ended_at: when it ended, or None while it runs.
+        parent_id: the run a trial belongs to.
+        params: the parameters, as given.
+        metrics: each metric's latest value (every step is in the metric log).
+        tags: free-form labels.
+        inputs: the dataset versions read, each with the split used.
+        artifacts: role -> stored object (sha256, size, format).
+        environment: Python, platform and package versions.
+        code: the git sha and dirty flag of the project, when it is a git checkout.
+        resources: cpu_seconds, wall_seconds, peak_rss_bytes, gpu_seconds.
+        cost: the cost from the workspace's price table, or None without one.
+        error: why it failed.
+    """
+
+    id: str
+    experiment: str
+    kind: str
+    status: str
+    owner: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    parent_id: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[Mapping[str, Any], ...] = ()
+    artifacts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    code: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, float] = field(default_factory=dict)
+    cost: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """A named, owned series of model versions."""
+
+    name: str
+    owner: str
+    created_at: datetime
+    task: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One immutable, registered version of a model.
+
+    Attributes:
+        model: the model's name.
+        number: 1, 2, 3... per model, in registration order.
+        id: the content hash of the artifacts; equal artifacts, equal id.
+        flavor: how it was trained and is loaded (``sklearn``, ``lightgbm``, ``xgboost``,
+            ``torch-mlp``, ``custom``).
+        task: ``binary``, ``multiclass``, ``regression`` or ``anomaly``.
+        run_id: the run that trained it.
+        owner: who owns it.
+        created_at: when it was registered (UTC).
+        artifacts: role -> stored object and format (``model``, ``preprocess``, ``onnx``).
+        signature: the input columns with their types, and the output.
+        metrics: the holdout metrics measured at training.
+        params: the estimator's parameters (the best ones when searched).
+        inputs: the dataset versions it was trained on, with the split.
+        status: ``candidate`` until evaluation and promotion say otherwise.
+        meta: anything else (classes, feature handling, the estimator's import path).
+    """
+
+    model: str
+    number: int
+    id: str
+    flavor: str
+    task: str
+    run_id: str
+    owner: str
+    created_at: datetime
+    artifacts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    signature: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[Mapping[str, Any], ...] = ()
+    status: str = "candidate"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """The version's stable name, ``model@number``."""
+        return f"{self.model}@{self.number}"

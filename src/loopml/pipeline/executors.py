@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from loopml.cluster import connect_ray
 from loopml.config import Settings
 from loopml.context import Context
 from loopml.data import versions
-from loopml.errors import InputError, SpecError
+from loopml.errors import SpecError
 from loopml.pipeline import steps
 from loopml.pipeline.dag import Step
 from loopml.pipeline.spec import Resources
@@ -116,26 +117,8 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None) -> None:
-        try:
-            import ray
-        except ModuleNotFoundError as exc:
-            raise InputError("--executor ray needs Ray", hint="pip install 'loopml[ray]'") from exc
+        ray, self._started = connect_ray(address)
         self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            try:
-                ray.init(
-                    address=address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    ignore_reinit_error=True,
-                )
-            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-                where = address or "a local cluster"
-                raise InputError(
-                    f"cannot start or reach Ray at {where}: {exc}",
-                    hint="check --address (ray://host:10001 or auto), or omit it to start one",
-                ) from exc
         self._refs: list[Any] = []
         resources = ray.cluster_resources()
         self._capacity = Resources(

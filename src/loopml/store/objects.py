@@ -39,7 +39,9 @@ def record(conn: Connection, stored: Iterable[StoredObject]) -> None:
     if not unique:
         return
     known = set(
-        conn.execute(sa.select(objects.c.sha256).where(objects.c.sha256.in_(list(unique)))).scalars()
+        conn.execute(
+            sa.select(objects.c.sha256).where(objects.c.sha256.in_(list(unique)))
+        ).scalars()
     )
     now = datetime.now(UTC)
     rows = [

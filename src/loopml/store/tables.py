@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -150,4 +151,70 @@ schedules = Table(
     Column("last_run_at", DateTime(timezone=True), nullable=True),
     Column("last_run_id", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Tracked runs. ``metrics`` holds each metric's latest value so listing and comparing
+# runs reads one row per run; every logged value is in run_metrics.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment", String(200), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("parent_id", String(32), nullable=True, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("artifacts", JSON, nullable=False),
+    Column("environment", JSON, nullable=False),
+    Column("code", JSON, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("cost", Float, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+# The metric log: every value logged, written in batches. NaN is stored as NULL.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", String(32), nullable=False, index=True),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("value", Float, nullable=True),
+    Column("time", Float, nullable=False),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("task", String(20), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("id", String(64), nullable=False, index=True),
+    Column("flavor", String(50), nullable=False),
+    Column("task", String(20), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("artifacts", JSON, nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("meta", JSON, nullable=False),
 )

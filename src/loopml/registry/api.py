@@ -1,0 +1,52 @@
+"""``ws.models``: the registry's SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from loopml.context import Context
+from loopml.records import Model, ModelVersion
+from loopml.registry import versions
+from loopml.registry.predictor import Predictor
+
+
+class ModelsAPI:
+    """Models and their versions: list, look up, load.
+
+    Example:
+        >>> model = ws.models.load("fraud@2")
+        >>> model.predict(table)
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def ls(self) -> list[tuple[Model, ModelVersion | None, int]]:
+        """Every model with its latest version and its number of versions."""
+        with self._ctx.read() as conn:
+            return versions.list_models(conn)
+
+    def get(self, ref: str) -> ModelVersion:
+        """The version ``ref`` names (``fraud``, ``fraud@2``, ``fraud@<hash>``)."""
+        with self._ctx.read() as conn:
+            return versions.resolve(conn, ref)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of model ``name``, oldest first."""
+        with self._ctx.read() as conn:
+            versions.resolve(conn, name)  # NotFound for an unknown model
+            return versions.list_versions(conn, name)
+
+    def load(self, ref: str | ModelVersion, trust: Sequence[str] = ()) -> Predictor:
+        """Load a version for prediction; its artifacts are verified against their hashes.
+
+        Args:
+            ref: the version, or its reference.
+            trust: extra type names to accept in a skops file (your own estimator classes).
+
+        Raises:
+            IntegrityError: an artifact is tampered with or truncated.
+            InputError: a file holds types nobody trusted, or a flavor's extra is missing.
+        """
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        return versions.load(self._ctx, version, trust)

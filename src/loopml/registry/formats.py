@@ -1,0 +1,158 @@
+"""Model artifacts in safe formats, and loading them without unpickling anything.
+
+=============  ============================================  ============================
+format         what it holds                                 loaded with
+=============  ============================================  ============================
+``skops``      a scikit-learn object (a fitted Pipeline,     ``skops.io.loads`` trusting
+               a ColumnTransformer)                          only scikit-learn, NumPy and
+                                                             SciPy types
+``lightgbm``   a LightGBM booster's text model               ``lightgbm.Booster``
+``xgboost``    an XGBoost booster in UBJSON                  ``xgboost.Booster``
+``npz``        a PyTorch state dict as NumPy arrays          ``numpy.load(allow_pickle=False)``
+``json``       plain data (an architecture, label classes)   ``orjson``
+``onnx``       an ONNX graph                                 ``onnxruntime``
+=============  ============================================  ============================
+
+Every artifact is a content-addressed object; its bytes are hashed again on load, so a
+tampered or truncated file refuses to load with an error naming it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from loopml.errors import InputError, IntegrityError
+
+FORMATS = ("skops", "lightgbm", "xgboost", "npz", "json", "onnx")
+
+# Types from these packages are what scikit-learn models are made of; skops rebuilds
+# them without pickle. Anything else in a file needs the caller's explicit trust.
+TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+
+
+def dump(obj: Any, fmt: str) -> bytes:
+    """Serialise ``obj`` in ``fmt``.
+
+    Raises:
+        InputError: the format does not fit the object.
+    """
+    if fmt == "skops":
+        import skops.io
+
+        try:
+            return bytes(skops.io.dumps(obj))
+        except Exception as exc:  # skops raises TypeError/ValueError/NotImplementedError
+            raise InputError(
+                f"cannot save a {type(obj).__name__} with skops: {exc}",
+                hint="return a scikit-learn estimator or Pipeline made of scikit-learn parts",
+            ) from exc
+    if fmt == "lightgbm":
+        return str(obj.model_to_string()).encode()
+    if fmt == "xgboost":
+        return bytes(obj.save_raw(raw_format="ubj"))
+    if fmt == "npz":
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **dict(obj))
+        return buffer.getvalue()
+    if fmt == "json":
+        import orjson
+
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    if fmt == "onnx":
+        return bytes(obj.SerializeToString())
+    raise InputError(f"unknown artifact format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+def load(data: bytes, fmt: str, name: str, trust: Sequence[str] = ()) -> Any:
+    """Rebuild an object from ``data`` in ``fmt``; ``name`` says which artifact it is.
+
+    Args:
+        data: the artifact's verified bytes.
+        fmt: its format.
+        name: how errors name it (``fraud@3 model``).
+        trust: extra fully qualified type names to accept in a skops file.
+
+    Raises:
+        IntegrityError: the bytes do not parse as the format says.
+        InputError: a skops file holds types nobody trusted, or a format's extra is missing.
+    """
+    try:
+        return _LOADERS[fmt](data, name, trust)
+    except (InputError, IntegrityError):
+        raise
+    except KeyError as exc:
+        raise IntegrityError(f"{name}: unknown artifact format {fmt!r}") from exc
+    except ModuleNotFoundError as exc:
+        raise InputError(
+            f"{name} needs {exc.name} to load", hint=f"pip install 'loopml[{_EXTRA.get(fmt, fmt)}]'"
+        ) from exc
+    except Exception as exc:
+        raise IntegrityError(
+            f"{name} does not load as {fmt}: {exc}",
+            hint="the artifact is damaged; retrain, or restore it from a backup",
+        ) from exc
+
+
+_EXTRA = {"lightgbm": "lightgbm", "xgboost": "xgboost", "npz": "torch", "onnx": "onnx"}
+
+
+def _load_skops(data: bytes, name: str, trust: Sequence[str]) -> Any:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=data)
+    refused = [
+        t for t in untrusted if t.split(".")[0] not in TRUSTED_PACKAGES and t not in set(trust)
+    ]
+    if refused:
+        raise InputError(
+            f"{name} holds types loopml does not trust: {', '.join(sorted(refused))}",
+            hint="if you wrote them and trust them, pass trust=[...] with those names",
+        )
+    return skops.io.loads(data, trusted=untrusted)
+
+
+def _load_lightgbm(data: bytes, name: str, trust: Sequence[str]) -> Any:
+    import lightgbm
+
+    return lightgbm.Booster(model_str=data.decode())
+
+
+def _load_xgboost(data: bytes, name: str, trust: Sequence[str]) -> Any:
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(data))
+    return booster
+
+
+def _load_npz(data: bytes, name: str, trust: Sequence[str]) -> Mapping[str, Any]:
+    import numpy as np
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
+def _load_json(data: bytes, name: str, trust: Sequence[str]) -> Any:
+    import orjson
+
+    return orjson.loads(data)
+
+
+def _load_onnx(data: bytes, name: str, trust: Sequence[str]) -> Any:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+_LOADERS = {
+    "skops": _load_skops,
+    "lightgbm": _load_lightgbm,
+    "xgboost": _load_xgboost,
+    "npz": _load_npz,
+    "json": _load_json,
+    "onnx": _load_onnx,
+}
