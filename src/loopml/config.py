@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
 WORKSPACE_FILE = "workspace.yaml"
-_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner"}
+_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner", "prices"}
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ if TYPE_CHECKING:
     from loopml.features.api import FeaturesAPI
     from loopml.governance.api import AuditAPI
     from loopml.pipeline.api import PipelineAPI
+    from loopml.registry.api import ModelsAPI
     from loopml.store.maintenance import FsckReport, GcReport
+    from loopml.train.api import RunsAPI
+    from loopml.train.training import TrainResult
 
 
 class Workspace:
-    """An open workspace: ``ws.data``, ``ws.audit``, plus lifecycle shortcuts.
+    """An open workspace: ``ws.data``, ``ws.runs``, ``ws.models``, ``ws.audit``, and shortcuts.
 
     Open one with ``loopml.open()``. Close it with ``close()`` or a ``with`` block.
     """
@@ -33,6 +36,8 @@ class Workspace:
         self._audit: AuditAPI | None = None
         self._features: FeaturesAPI | None = None
         self._pipelines: PipelineAPI | None = None
+        self._runs: RunsAPI | None = None
+        self._models: ModelsAPI | None = None
 
     @property
     def data(self) -> DataAPI:
@@ -60,6 +65,37 @@ class Workspace:
 
             self._pipelines = PipelineAPI(self.ctx)
         return self._pipelines
+
+    @property
+    def runs(self) -> RunsAPI:
+        """Tracked runs: trainings, their trials, and runs you log to yourself."""
+        if self._runs is None:
+            from loopml.train.api import RunsAPI
+
+            self._runs = RunsAPI(self.ctx)
+        return self._runs
+
+    @property
+    def models(self) -> ModelsAPI:
+        """Registered models and their versions."""
+        if self._models is None:
+            from loopml.registry.api import ModelsAPI
+
+            self._models = ModelsAPI(self.ctx)
+        return self._models
+
+    def train(self, name: str, data: str, target: str | None = None, **options: Any) -> TrainResult:
+        """Train model ``name`` on ``data`` and register its next version.
+
+        See ``loopml.train.training.train`` for the options (model, params, space,
+        trials, executor, gpus...).
+
+        Example:
+            >>> result = ws.train("fraud", "tx_split", "is_fraud", model="lightgbm")
+            >>> result.version.ref
+            'fraud@1'
+        """
+        return self.runs.train(name, data, target, **options)
 
     def lineage(self, asset: str, direction: str = "upstream") -> list[Any]:
         """Lineage edges from ``asset`` (``dataset:tx@3``, or ``tx@3``) up or downstream."""
