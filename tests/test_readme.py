@@ -64,7 +64,7 @@ def test_the_fraud_project_commands_run(tmp_path: Path) -> None:
     assert all(step["cache_hit"] for step in again["steps"])
     listed = json.loads(
         subprocess.run(
-            [LOOPML, "runs", "ls", "--json"],
+            [LOOPML, "pipeline", "ls", "--json"],
             cwd=project,
             check=True,
             capture_output=True,

@@ -12,13 +12,14 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, features, schedule
+from loopml.cli import audit, data, features, model, schedule
 from loopml.cli._common import invocation
 from loopml.cli.demo import demo
 from loopml.cli.ingest import ingest
-from loopml.cli.pipeline import run, runs_app
+from loopml.cli.pipeline import pipeline_app, run
 from loopml.cli.schedule import scheduler
 from loopml.cli.split import split
+from loopml.cli.train import runs_app, train
 from loopml.cli.transform import lineage, transform
 from loopml.cli.workspace import fsck, gc, init
 
@@ -59,12 +60,15 @@ app.command()(split)
 app.command()(fsck)
 app.command()(gc)
 app.command()(demo)
+app.command()(train)
 app.command()(run)
 app.command()(scheduler)
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
 app.add_typer(features.app, name="features")
 app.add_typer(runs_app, name="runs")
+app.add_typer(model.app, name="model")
+app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(schedule.app, name="schedule")
 
 

@@ -1,4 +1,4 @@
-"""``loopml run`` and ``loopml runs ...``: run a workload spec as a pipeline, and look at runs."""
+"""``loopml run`` and ``loopml pipeline ...``: run a workload spec, and look at pipeline runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from loopml.cli._common import JsonOption, WorkspaceOption, age, console, emit, open_workspace
 
-runs_app = typer.Typer(help="Pipeline runs.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Pipeline runs of workload specs.", no_args_is_help=True)
 
 
 def run(
@@ -21,7 +21,7 @@ def run(
         typer.Option("--address", help="Ray cluster: ray://host:port or auto; default starts one."),
     ] = None,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue run RUN (from `loopml runs ls`).")
+        str | None, typer.Option("--resume", help="Continue run RUN (from `loopml pipeline ls`).")
     ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
@@ -59,7 +59,7 @@ def run(
         raise typer.Exit(1)
 
 
-@runs_app.command("ls")
+@pipeline_app.command("ls")
 def runs_ls(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Runs to show, newest first.")] = 20,
     workspace: WorkspaceOption = None,
@@ -87,7 +87,7 @@ def runs_ls(
     emit(as_json, {"runs": rows}, render)
 
 
-@runs_app.command("show")
+@pipeline_app.command("show")
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     workspace: WorkspaceOption = None,

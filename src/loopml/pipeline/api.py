@@ -103,7 +103,8 @@ class PipelineAPI:
             row = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
             if row is None:
                 raise NotFound(
-                    f"pipeline run {run_id!r} does not exist", hint="`loopml runs ls` lists runs"
+                    f"pipeline run {run_id!r} does not exist",
+                    hint="`loopml pipeline ls` lists them",
                 )
             steps = conn.execute(
                 sa.select(step_runs)

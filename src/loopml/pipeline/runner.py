@@ -27,6 +27,7 @@ from loopml.pipeline.dag import Step, compile_spec
 from loopml.pipeline.executors import Executor, Outcome, Task, open_executor
 from loopml.pipeline.spec import Resources, Spec
 from loopml.records import DatasetVersion
+from loopml.registry import versions as model_versions
 from loopml.store.tables import pipeline_runs, step_cache, step_runs
 
 DONE = {"succeeded", "cached"}
@@ -298,11 +299,22 @@ class Runner:
             if row is None:
                 return False
             try:
-                version = versions.resolve(conn, row.output)
+                if state.step.kind == "train":
+                    model = model_versions.resolve(conn, row.output)
+                    hit = model.id == row.output_id
+                else:
+                    version = versions.resolve(conn, row.output)
+                    hit = version.id == row.output_id
             except NotFound:
                 return False
-        if version.id != row.output_id:
+        if not hit:
             return False
+        if state.step.kind == "train":
+            # The same data, settings and code made this model version: reuse it.
+            state.output, state.output_id = model.ref, model.id
+            state.started_at = state.ended_at = datetime.now(UTC)
+            self._set(state, "cached")
+            return True
         with self.ctx.read() as conn:
             newest = versions.latest(conn, version.dataset)
         if newest is not None and newest.number != version.number:
@@ -500,7 +512,7 @@ def _load_run(ctx: Context, run_id: str) -> tuple[Spec, Path, dict[str, Any]]:
         row = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
         if row is None:
             raise NotFound(
-                f"pipeline run {run_id!r} does not exist", hint="`loopml runs ls` lists runs"
+                f"pipeline run {run_id!r} does not exist", hint="`loopml pipeline ls` lists them"
             )
         steps = {
             r.step: r
