@@ -681,19 +681,26 @@ def test_the_fraud_example_runs_in_its_folder_and_then_is_all_cache_hits(tmp_pat
         ("tx_history", True),
         ("training_set", True),
         ("training_set_split", True),
+        ("train", True),
     ]
     with loopml.open(folder / "loopml-workspace") as ws:
         assert ws.data.get("transactions").rows_read == 5000
         split = ws.data.get("training_set_split")
         assert split.row_count == ws.data.get("training_set").row_count > 0
         assert {c.name for c in split.schema} >= {"split", "amount_vs_week", "is_fraud"}
+        # One training, one model version: the second run reused it.
+        (model,) = ws.models.versions("card-fraud")
+        assert model.flavor == "lightgbm" and model.inputs[0]["dataset"] == split.ref
+        assert data["steps"][-1]["output"] == model.ref
+        trained = ws.runs.get(model.run_id)
+        assert len(ws.runs.ls(parent_id=trained.id)) == 8
 
-    listed = loopml_cli("runs", "ls", "--json")
+    listed = loopml_cli("pipeline", "ls", "--json")
     assert listed.returncode == 0, listed.stderr
     runs = json.loads(listed.stdout)["runs"]
     assert [r["run_id"] for r in runs] == [data["run_id"], runs[1]["run_id"]]
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
-    shown = loopml_cli("runs", "show", data["run_id"], "--json")
+    shown = loopml_cli("pipeline", "show", data["run_id"], "--json")
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["run_id"] == data["run_id"]
@@ -702,6 +709,7 @@ def test_the_fraud_example_runs_in_its_folder_and_then_is_all_cache_hits(tmp_pat
         "tx_history": True,
         "training_set": True,
         "training_set_split": True,
+        "train": True,
     }
 
 

@@ -188,7 +188,7 @@ def test_every_section_of_the_fraud_example_parses(write: Write, project: Path) 
     assert (train.model, train.target, train.heavy) == ("lightgbm", "is_fraud", True)
     assert train.resources.cpus == 2
     assert train.resources.memory == 4 * 2**30
-    assert train.search is not None and train.search.trials == 20
+    assert train.search is not None and train.search.trials == 8
     assert train.search.space["learning_rate"] == [0.01, 0.3, "log"]
     assert spec.evaluate is not None
     assert spec.evaluate.sensitive == ["age_band"]
@@ -216,7 +216,7 @@ def test_every_section_of_the_fraud_example_parses(write: Write, project: Path) 
     assert (spec.schedule.cron, spec.schedule.off_peak) == ("0 2 * * *", "00:00-06:00")
 
 
-def test_the_fraud_example_compiles_to_four_steps_in_dependency_order(write: Write) -> None:
+def test_the_fraud_example_compiles_to_five_steps_in_dependency_order(write: Write) -> None:
     spec, _ = load_spec(write("loopml.yaml", FRAUD_SPEC))
 
     steps = compile_spec(spec)
@@ -226,13 +226,22 @@ def test_the_fraud_example_compiles_to_four_steps_in_dependency_order(write: Wri
         ("tx_history", "rolling"),
         ("training_set", "sql"),
         ("training_set_split", "split"),
+        ("train", "train"),
     ]
     assert {s.name: s.needs for s in steps} == {
         "transactions": (),
         "tx_history": ("transactions",),
         "training_set": ("tx_history",),
         "training_set_split": ("training_set",),
+        "train": ("training_set_split",),
     }
+    train = steps[-1]
+    # The model is named after the workload; the step trains on the split's output.
+    assert (train.params["name"], train.params["model"], train.reads) == (
+        "card-fraud",
+        "lightgbm",
+        ("training_set_split",),
+    )
 
 
 # --------------------------------------------------------------------------- the DAG

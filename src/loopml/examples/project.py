@@ -15,8 +15,8 @@ from loopml.errors import Conflict
 from loopml.examples.fraud import contract_path, generate_transactions
 
 SPEC = """\
-# The card-fraud workload: loopml run executes the sources, features and split;
-# train, evaluate, deploy and monitor are validated now and run as those stages land.
+# The card-fraud workload: loopml run executes the sources, features, split and training;
+# evaluate, deploy and monitor are validated now and run as those stages land.
 name: card-fraud
 owner: risk-ml@example.com
 sources:
@@ -35,7 +35,7 @@ split: {input: training_set, by: time, column: ts, test: 0.2}
 train:
   model: lightgbm
   target: is_fraud
-  search: {trials: 20, space: {num_leaves: [15, 255], learning_rate: [0.01, 0.3, log]}}
+  search: {trials: 8, space: {num_leaves: [15, 255], learning_rate: [0.01, 0.3, log]}}
   resources: {cpus: 2, memory: 4GiB, gpus: 0}
   heavy: true
 evaluate:

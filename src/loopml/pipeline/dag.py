@@ -1,4 +1,4 @@
-"""The spec compiled into a DAG of steps: one per source, feature and split.
+"""The spec compiled into a DAG of steps: one per source, feature and split, and training.
 
 Each step makes one dataset version; it depends on the steps that make the datasets
 it reads. Datasets a step reads that no step makes must already be in the workspace.
@@ -13,6 +13,9 @@ from typing import Any
 from loopml.errors import SpecError
 from loopml.pipeline.spec import Resources, Spec, StepOptions
 
+# The training step's name; it makes a model version, not a dataset.
+TRAIN_STEP = "train"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -20,7 +23,7 @@ class Step:
 
     Attributes:
         name: the step's name (its output dataset's name).
-        kind: ingest, sql, python, rolling, pit_join or split.
+        kind: ingest, sql, python, rolling, pit_join, split or train.
         params: what the step does, as plain JSON-ready data.
         reads: the datasets it reads, in the order its kind expects them.
         needs: the steps it waits for (the ones making what it reads).
@@ -81,6 +84,25 @@ def compile_spec(spec: Spec) -> list[Step]:
         )
         steps[output] = Step(
             output, "split", params, (split.input,), options=_options(split, spec.resources)
+        )
+    if spec.train is not None:
+        train = spec.train
+        trains_on = train.input or (
+            (spec.split.output or f"{spec.split.input}_split") if spec.split else None
+        )
+        if trains_on is None:
+            raise SpecError("train.input: which dataset to train on is missing")
+        if TRAIN_STEP in steps:
+            raise SpecError(f"a dataset is named {TRAIN_STEP!r}, the training step's name")
+        params = train.model_dump(
+            exclude={"retries", "backoff", "resources", "heavy", "input", "schedule"},
+            exclude_none=True,
+        )
+        params["name"] = train.name or spec.name
+        params["gpus"] = _options(train, spec.resources).resources.gpus
+        params["cpus"] = _options(train, spec.resources).resources.cpus
+        steps[TRAIN_STEP] = Step(
+            TRAIN_STEP, "train", params, (trains_on,), options=_options(train, spec.resources)
         )
     made = set(steps)
     linked = {

@@ -237,15 +237,56 @@ def parse_off_peak(text: str) -> tuple[int, int]:
 
 
 class Train(StepOptions):
-    """Training (validated now; executed once training lands)."""
+    """Training: a step that registers the next version of the model.
 
-    model: str = "lightgbm"
-    target: str
+    ``name`` is the model's name (default: the spec's); ``input`` the dataset it trains
+    on (default: the split's output); ``model`` as ``loopml train --model`` takes it.
+    """
+
+    name: str | None = None
+    model: str = "auto"
+    target: str | None = None
+    task: Literal["binary", "multiclass", "regression", "anomaly"] | None = None
     input: str | None = None
     params: dict[str, Any] = {}
+    features: list[str] | None = None
+    exclude: list[str] = []
+    metric: str | None = None
     search: Search | None = None
     schedule: Schedule | None = None
     gpu_fallback: bool = False
+    onnx: bool = False
+
+    @model_validator(mode="after")
+    def _target(self) -> Train:
+        if self.target is None and self.task != "anomaly":
+            raise ValueError("target is missing (only task: anomaly trains without one)")
+        return self
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not (
+            value in {"auto", "lightgbm", "xgboost", "torch-mlp"}
+            or value.startswith(("sklearn:", "python:"))
+        ):
+            raise ValueError(
+                f"{value!r}: use auto, sklearn:PKG.MODULE.CLASS, lightgbm, xgboost, torch-mlp "
+                "or python:MODULE:FUNCTION"
+            )
+        return value
+
+    @field_validator("search")
+    @classmethod
+    def _space(cls, value: Search | None) -> Search | None:
+        if value is not None:
+            from loopml.train.search import parse_space
+
+            try:
+                parse_space(value.space)
+            except SpecError as exc:
+                raise ValueError(exc.message) from exc
+        return value
 
 
 class Evaluate(_Model):

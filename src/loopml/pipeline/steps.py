@@ -30,7 +30,9 @@ from loopml.features.boundary import function_of, importing, split_path
 from loopml.features.splits import split
 from loopml.features.transforms import read_sql_file
 from loopml.pipeline.dag import Step
+from loopml.records import ModelVersion
 from loopml.store.artifacts import file_sha256
+from loopml.train.training import train
 
 if TYPE_CHECKING:
     from loopml.context import Context
@@ -172,6 +174,9 @@ def cache_key(
         # The module may import helpers beside it: any Python file of the project counts.
         outside["code"] = code
         outside["project"] = _project_code(root, step.params["python"])
+    elif step.kind == "train" and step.params["model"].startswith("python:"):
+        function = step.params["model"].removeprefix("python:")
+        outside["project"] = _project_code(root, function)
     body = orjson.dumps(
         {
             "loopml": installed_version("loopml"),
@@ -190,8 +195,8 @@ def cache_key(
 
 def execute(
     ctx: Context, step: Step, root: Path, inputs: Mapping[str, DatasetVersion]
-) -> DatasetVersion:
-    """Run one step and return the version it made."""
+) -> DatasetVersion | ModelVersion:
+    """Run one step and return the version it made (a model version for training)."""
     refs = [inputs[name].ref for name in step.reads]
     params = step.params
     if step.kind == "ingest":
@@ -223,4 +228,32 @@ def execute(
         return timeseries.point_in_time_join(ctx, step.output, refs[0], refs[1], **join)
     if step.kind == "split":
         return split(ctx, step.output, refs[0], **params)
+    if step.kind == "train":
+        return _train(ctx, params, refs[0], root)
     raise InputError(f"step {step.name}: unknown kind {step.kind!r}")
+
+
+def _train(ctx: Context, params: Mapping[str, Any], data: str, root: Path) -> ModelVersion:
+    search = params.get("search") or {}
+    with importable_from(root):
+        result = train(
+            ctx,
+            params["name"],
+            data,
+            params.get("target"),
+            model=params["model"],
+            task=params.get("task"),
+            params=params.get("params") or {},
+            features=params.get("features"),
+            exclude=params.get("exclude") or (),
+            space=search.get("space") or None,
+            trials=search.get("trials"),
+            seed=search.get("seed", 0),
+            metric_name=params.get("metric"),
+            cpus=params.get("cpus"),
+            gpus=params.get("gpus", 0),
+            gpu_fallback=params.get("gpu_fallback", False),
+            onnx=params.get("onnx", False),
+            code_folder=root,
+        )
+    return result.version
