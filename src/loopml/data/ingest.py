@@ -6,9 +6,9 @@ The flow, batch by batch in bounded memory::
                     │
                     └──► quarantine (staging)
 
-then, once the source is exhausted: profile the parts, move every file into the
-artifact store under its content address, and commit the version's metadata row
-with its audit event in one transaction. A crash before that commit leaves only
+profiling each part as it is written. Once the source is exhausted: move every file
+into the artifact store under its content address, and commit the version's metadata
+row with its audit event in one transaction. A crash before that commit leaves only
 staging data behind, which ``gc`` removes; nothing half-written is ever visible.
 """
 
@@ -195,6 +195,7 @@ class _Ingestion:
             self.name,
             part_files,
             schema,
+            profile=parts.profile(),
             source=self.reader.description,
             rows_read=rows_read,
             nullable=nullable,

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from loopml.context import Context
 from loopml.data import versions
-from loopml.data.profile import profile_files
+from loopml.data.profile import GroupProfile, Profiler, profile_group
 from loopml.errors import LoopMLError, StoreError
 from loopml.records import Column, DatasetVersion, StoredObject
 
@@ -33,10 +33,11 @@ class PartWriter:
 
     Rows are gathered into groups of about GROUP_ROWS; each group becomes one part
     file, written by one of WRITERS threads that drops the rows not kept, applies
-    ``transform`` and encodes Parquet (Arrow and Parquet work releases the GIL, so it
-    overlaps with reading the next rows). Parts are numbered in input order, so the
-    version's rows keep the source's order; at most WRITERS groups are in flight,
-    which bounds memory.
+    ``transform``, encodes Parquet and profiles the group (Arrow and Parquet work
+    releases the GIL, so it overlaps with reading the next rows). Parts are numbered
+    in input order, so the version's rows keep the source's order, and their partial
+    profiles merge in that order; at most WRITERS groups are in flight, which bounds
+    memory.
 
     Args:
         folder: where the part files go.
@@ -53,9 +54,10 @@ class PartWriter:
         self._pending: list[tuple[pa.RecordBatch, pa.Array | None]] = []
         self._pending_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="loopml-parquet")
-        self._in_flight: deque[Future[tuple[Path, int]]] = deque()
+        self._in_flight: deque[Future[tuple[Path, int, Future[GroupProfile]]]] = deque()
         self._done: list[tuple[Path, int]] = []
         self._groups = 0
+        self._profiler = Profiler()
 
     def write(self, batch: pa.RecordBatch, keep: pa.Array | None = None) -> None:
         """Queue ``batch`` for writing; with ``keep``, only the rows where it is true."""
@@ -73,26 +75,35 @@ class PartWriter:
             self._collect(self._in_flight.popleft())
         path = self.folder / f"part-{self._groups:05d}.parquet"
         self._groups += 1
-        self._in_flight.append(self._pool.submit(self._write_group, path, self._pending))
+        task = self._pool.submit(self._write_group, path, self._pending, self._profiler.sketched)
+        self._in_flight.append(task)
         self._pending, self._pending_rows = [], 0
 
-    def _collect(self, future: Future[tuple[Path, int]]) -> None:
+    def _collect(self, future: Future[tuple[Path, int, Future[GroupProfile]]]) -> None:
         try:
-            self._done.append(future.result())
+            path, rows, profiled = future.result()
         except Exception as exc:
             raise StoreError(f"writing Parquet to staging failed: {exc}") from exc
+        self._done.append((path, rows))
+        self._profiler.add(profiled.result())
 
     def _write_group(
-        self, path: Path, group: list[tuple[pa.RecordBatch, pa.Array | None]]
-    ) -> tuple[Path, int]:
+        self,
+        path: Path,
+        group: list[tuple[pa.RecordBatch, pa.Array | None]],
+        sketched: frozenset[str],
+    ) -> tuple[Path, int, Future[GroupProfile]]:
         table = pa.Table.from_batches(
             [batch if keep is None else batch.filter(keep) for batch, keep in group],
             self._input_schema,
         )
         if self.transform is not None:
             table = self.transform(table)
+        # Profiling is a task of its own, so that the last group's encoding and its
+        # profile run side by side once the source is exhausted.
+        profiled = self._pool.submit(profile_group, table, self._profiler.hasher, sketched)
         pq.write_table(table, path, compression="snappy", row_group_size=max(len(table), 1))
-        return path, len(table)
+        return path, len(table), profiled
 
     def finish(self, schema: pa.Schema) -> list[tuple[Path, int]]:
         """Write what is pending and wait; an empty result still gets one empty part.
@@ -104,6 +115,7 @@ class PartWriter:
         while self._in_flight:
             self._collect(self._in_flight.popleft())
         self._pool.shutdown(wait=True)
+        self._profiler.close()
         parts = [(path, rows) for path, rows in self._done if rows]
         for path, rows in self._done:
             if not rows:
@@ -118,10 +130,17 @@ class PartWriter:
             parts = [(path, 0)]
         return parts
 
+    def profile(self) -> dict[str, dict[str, Any]]:
+        """The profile of the rows written, after ``finish`` (see ``loopml.data.profile``)."""
+        if self.schema is None:
+            raise RuntimeError("PartWriter.profile() before finish()")
+        return self._profiler.result(self.schema)
+
     def abort(self) -> None:
         """Stop writing after a failure elsewhere (what is in flight finishes first)."""
         self._pending = []
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._profiler.close()
 
 
 @contextmanager
@@ -162,6 +181,7 @@ def publish(
     part_files: Sequence[tuple[Path, int]],
     schema: pa.Schema,
     *,
+    profile: dict[str, dict[str, Any]],
     source: str,
     rows_read: int,
     nullable: dict[str, bool] | None = None,
@@ -174,11 +194,10 @@ def publish(
     inputs: Sequence[str] = (),
     activity: str | None = None,
 ) -> DatasetVersion:
-    """Profile staged parts, move them into the artifact store, and commit the version.
+    """Move staged parts into the artifact store and commit the version with ``profile``.
 
     The last steps of the commit protocol, shared by every producer of versions.
     """
-    profile = profile_files([str(path) for path, _ in part_files], schema)
     stored = [ctx.artifacts.put(path, rows=rows) for path, rows in part_files]
     quarantine_object: StoredObject | None = None
     if quarantine is not None:
@@ -238,6 +257,7 @@ def write_version(
             name,
             part_files,
             parts.schema or schema,
+            profile=parts.profile(),
             source=source,
             rows_read=rows,
             meta=meta,
