@@ -29,7 +29,10 @@ def _yaml_value(text: str, what: str) -> Any:
     try:
         return load_yaml(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{what}: not valid YAML or JSON: {exc}") from exc
+        problem = getattr(exc, "problem", None) or "cannot parse it"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"{what}: not valid YAML or JSON: {problem}{where}") from exc
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
