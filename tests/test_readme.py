@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import loopml
 from loopml.examples.fraud import contract_path, generate_transactions
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,7 +29,7 @@ def test_the_sdk_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     generated = generate_transactions(tmp_path / "data" / "tx.csv", rows=3_000, seed=3)
     shutil.copyfile(contract_path(), tmp_path / "contracts" / "tx.yaml")
     monkeypatch.chdir(tmp_path)
-    (snippet,) = _blocks("python")
+    snippet, training = _blocks("python")
     exec(
         compile(snippet, str(README), "exec"), {}
     )  # the snippet's own assert checks fsck and audit
@@ -37,6 +38,16 @@ def test_the_sdk_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     assert quarantined == sum(generated["dirty"].values())
     assert accepted + quarantined == read
     assert pq.read_table(tmp_path / "out.parquet").num_rows == accepted
+
+    # The training snippet continues in the same folder, on the ingested transactions.
+    namespace: dict = {}
+    exec(compile(training, str(README), "exec"), namespace)
+    assert capsys.readouterr().out.split() == ["fraud@1", "6", "True"]
+    probabilities = namespace["fraud_probability"]
+    assert len(probabilities) == accepted and ((probabilities >= 0) & (probabilities <= 1)).all()
+    with loopml.open(tmp_path / "ws") as ws:
+        (notebook,) = ws.runs.ls("notebook")
+        assert notebook.metrics == {"loss": 0.42} and notebook.status == "finished"
 
 
 @pytest.mark.slow
