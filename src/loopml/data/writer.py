@@ -26,6 +26,11 @@ from loopml.records import Column, DatasetVersion, StoredObject
 
 GROUP_ROWS = 262_144
 WRITERS = 2
+# Parquet's default (1 MiB) lets a column with many distinct values grow a dictionary
+# hash table of several MiB in every part before falling back to plain encoding: a
+# third of the encoding time, mostly spent faulting in fresh memory. Columns with up
+# to a few thousand distinct values, where dictionaries pay, still get one.
+DICTIONARY_PAGE_BYTES = 128 << 10
 
 
 class PartWriter:
@@ -102,7 +107,13 @@ class PartWriter:
         # Profiling is a task of its own, so that the last group's encoding and its
         # profile run side by side once the source is exhausted.
         profiled = self._pool.submit(profile_group, table, self._profiler.hasher, sketched)
-        pq.write_table(table, path, compression="snappy", row_group_size=max(len(table), 1))
+        pq.write_table(
+            table,
+            path,
+            compression="snappy",
+            row_group_size=max(len(table), 1),
+            dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+        )
         return path, len(table), profiled
 
     def finish(self, schema: pa.Schema) -> list[tuple[Path, int]]:
