@@ -134,7 +134,7 @@ class SystematicSample:
         """Append the next values of the stream."""
         first = -self.seen % self.stride
         self.seen += len(values)
-        taken = values[first :: self.stride]
+        taken = values[first :: self.stride].copy()  # not a view: the rows go away
         self._parts.append(taken)
         self._held += len(taken)
         while self._held > 2 * self.size:

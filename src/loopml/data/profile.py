@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data import _duckdb
+from loopml.data import _arrow, _duckdb
 from loopml.data._sketch import HyperLogLog, SystematicSample, quantiles
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -157,13 +157,13 @@ def _numeric(part: ColumnPart, values: pa.ChunkedArray) -> None:
     floats = values.cast(pa.float64())
     part.mean = pc.mean(floats).as_py()
     part.m2 = pc.variance(floats, ddof=0).as_py() * part.count
-    part.sample = floats.to_numpy()
+    part.sample = _arrow.numbers(floats)
     part.sketch = HyperLogLog()
     if pa.types.is_integer(values.type):
         extremes = pc.min_max(values)
         part.minimum, part.maximum = extremes["min"].as_py(), extremes["max"].as_py()
         for chunk in values.chunks:
-            part.sketch.add_values(chunk.to_numpy().astype(np.int64, copy=False))
+            part.sketch.add_values(_arrow.numbers(chunk).astype(np.int64, copy=False))
         return
     # As DuckDB compares them: NaN is the largest value, and -0.0 equals 0.0.
     part.minimum = float(np.fmin.reduce(part.sample))
@@ -180,10 +180,8 @@ def _temporal(part: ColumnPart, values: pa.ChunkedArray) -> None:
         micros = pa.timestamp("us", values.type.tz)
         low, high = low.cast(micros, safe=False), high.cast(micros, safe=False)
     part.minimum, part.maximum = low.as_py(), high.as_py()
-    width = pa.int64() if values.type.bit_width == 64 else pa.int32()
-    bits = np.concatenate([chunk.view(width).to_numpy() for chunk in values.chunks])
     part.sketch = HyperLogLog()
-    part.sketch.add_values(bits.astype(np.int64, copy=False))
+    part.sketch.add_values(_arrow.numbers(values).astype(np.int64, copy=False))
 
 
 def _flat(part: ColumnPart, values: pa.ChunkedArray, hasher: ValueHasher, sketched: bool) -> None:
@@ -223,7 +221,7 @@ def _nested(part: ColumnPart, values: pa.ChunkedArray, hasher: ValueHasher, sket
         return
     keys, first, numbers = np.unique(hashes, return_index=True, return_counts=True)
     if len(keys) <= MAX_TOP_DISTINCT:
-        examples = values.take(pa.array(first)).to_pylist()
+        examples = values.take(_arrow.int64s(first)).to_pylist()
         part.counts = {int(k): [v, int(n)] for k, v, n in zip(keys, examples, numbers, strict=True)}
 
 
@@ -280,6 +278,8 @@ class _ColumnState:
         """The hashes of counted values, as the sketch takes them."""
         if pa.types.is_nested(self.type):
             return np.fromiter(counts, dtype=np.uint64, count=len(counts))  # already hashes
+        if pa.types.is_string(self.type):
+            return hasher.hashes(_arrow.strings(list(counts)))
         return hasher.hashes(pa.array(list(counts), self.type))
 
     def _stop_counting(self, hasher: ValueHasher) -> None:

@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.data import _arrow
 from loopml.data.pii import REDACTED, apply_policies, scrub_record
 from loopml.data.sources import Reject, Source
 from loopml.data.validate import bool_mask
@@ -101,10 +102,10 @@ class Quarantine:
         records = [orjson.dumps(r, default=str).decode() for r in rows.to_pylist()]
         spool = pa.RecordBatch.from_arrays(
             [
-                pa.array([file] * rows.num_rows),
-                pa.array(index, pa.int64()),
+                _arrow.strings([file] * rows.num_rows),
+                _arrow.int64s(index),
                 texts,
-                pa.array(records),
+                _arrow.strings(records),
             ],
             schema=_SPOOL,
         )
@@ -165,7 +166,7 @@ class Quarantine:
 def _numbered(batch: pa.RecordBatch, source: Source) -> pa.RecordBatch:
     """A spooled batch of contract rejects with source row numbers in place of indexes."""
     files = batch.column("file").to_pylist()
-    index = batch.column("index").to_numpy()
+    index = _arrow.numbers(batch.column("index"))
     rows = np.empty(len(index), dtype=np.int64)
     for file in set(files):
         picked = np.array([f == file for f in files])
@@ -173,7 +174,7 @@ def _numbered(batch: pa.RecordBatch, source: Source) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
             batch.column("file"),
-            pa.array(rows),
+            _arrow.int64s(rows),
             batch.column("reason"),
             pa.nulls(len(rows), pa.string()),
             batch.column("record"),

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data import _duckdb
+from loopml.data import _arrow, _duckdb
 from loopml.data._sql import identifier, literal
 from loopml.data.contract import Contract
 
@@ -67,19 +67,20 @@ class SeenKeys:
 def bool_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An Arrow boolean array (nulls as False) as a numpy mask.
 
-    Goes through uint8 because pyarrow converts booleans to numpy via pandas, whose
-    import alone costs 0.2 s.
+    Reads the bitmaps directly: pyarrow's own conversion imports pandas, whose import
+    alone costs 0.13 CPU-s.
     """
-    if values.null_count:
-        values = pc.fill_null(values, False)
-    return values.cast(pa.uint8()).to_numpy().astype(bool)
+    return _arrow.mask(values)
 
 
 def key_hashes(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     """One 64-bit value per row for the key: the value itself for one integer column,
     else a hash of the values (collisions are about 1 in 2**64 per pair)."""
     if len(columns) == 1 and pa.types.is_integer(batch.schema.field(columns[0]).type):
-        return batch.column(columns[0]).to_numpy(zero_copy_only=False).astype(np.int64)
+        column = batch.column(columns[0])
+        if not column.null_count:
+            return _arrow.numbers(column).astype(np.int64)
+        return column.to_numpy(zero_copy_only=False).astype(np.int64)
     import pandas as pd
 
     frame = batch.select(columns).to_pandas()
@@ -165,15 +166,15 @@ def check_batch(
         )
         key_columns = batch.select(contract.unique)
         keys = key_hashes(
-            key_columns.filter(pa.array(~failing)) if failing.any() else key_columns,
+            key_columns.filter(_arrow.booleans(~failing)) if failing.any() else key_columns,
             contract.unique,
         )
         # Rows already quarantined for another reason do not claim their key.
         duplicate = np.zeros(len(batch), dtype=bool)
         duplicate[~failing] = seen.add_batch(keys)
         if duplicate.any():
-            text = pa.scalar(f"duplicate key ({', '.join(contract.unique)})")
-            mask = pa.array(duplicate)
+            text = _arrow.string(f"duplicate key ({', '.join(contract.unique)})")
+            mask = _arrow.booleans(duplicate)
             reasons = (
                 pc.if_else(mask, text, pa.nulls(len(batch), pa.string()))
                 if reasons is None

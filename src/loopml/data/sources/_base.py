@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from loopml.data import _duckdb
+from loopml.data._arrow import booleans
 from loopml.data.contract import DUCKDB_TYPES, Contract, arrow_type
 from loopml.data.validate import bool_mask
 from loopml.errors import InputError
@@ -234,7 +235,7 @@ def coerce(
             "the value cannot be cast",
             orjson.dumps(records[index], default=str).decode(),
         )
-    return result.filter(pa.array(~bad))
+    return result.filter(booleans(~bad))
 
 
 def _try_cast(column: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
