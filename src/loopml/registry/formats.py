@@ -42,7 +42,7 @@ def dump(obj: Any, fmt: str) -> bytes:
         import skops.io
 
         try:
-            return bytes(skops.io.dumps(obj))
+            return canonical_skops(bytes(skops.io.dumps(obj)))
         except Exception as exc:  # skops raises TypeError/ValueError/NotImplementedError
             raise InputError(
                 f"cannot save a {type(obj).__name__} with skops: {exc}",
@@ -65,6 +65,54 @@ def dump(obj: Any, fmt: str) -> bytes:
     if fmt == "onnx":
         return bytes(obj.SerializeToString())
     raise InputError(f"unknown artifact format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """A skops file rewritten so that equal objects give equal bytes.
+
+    skops names objects by ``id()`` and stamps zip entries with the clock, so one model
+    saved twice differs byte for byte, and so would its content hash. Renumbering the
+    ids in the order they appear and fixing the timestamps keeps the meaning (shared
+    objects still share a number) and makes the bytes a function of the content.
+    """
+    import json
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        schema = json.loads(source.read("schema.json"))
+        files = {name: source.read(name) for name in source.namelist() if name != "schema.json"}
+    numbers: dict[int, int] = {}
+
+    def number(old: int) -> int:
+        return numbers.setdefault(old, len(numbers) + 1)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            renamed = {key: walk(value) for key, value in node.items()}
+            if isinstance(node.get("__id__"), int):
+                renamed["__id__"] = number(node["__id__"])
+            file = node.get("file")
+            if isinstance(file, str) and re.fullmatch(r"\d+\.npy", file):
+                renamed["file"] = f"{number(int(file[:-4]))}.npy"
+            return renamed
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    schema = walk(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        entries = {"schema.json": json.dumps(schema, indent=2, sort_keys=True).encode()}
+        for name, content in files.items():
+            stem = name[:-4] if name.endswith(".npy") else ""
+            new = f"{number(int(stem))}.npy" if stem.isdigit() else name
+            entries[new] = content
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, entries[name])
+    return out.getvalue()
 
 
 def load(data: bytes, fmt: str, name: str, trust: Sequence[str] = ()) -> Any:

@@ -5,7 +5,8 @@ A space maps each parameter to a range or a list of choices::
     num_leaves: [15, 255]                  # integers from 15 to 255
     learning_rate: [0.01, 0.3, log]        # floats on a log scale
     max_depth: {low: 2, high: 12, step: 2}
-    criterion: [gini, entropy]             # choices (anything but two numbers)
+    criterion: [gini, entropy]             # choices: any other list
+    min_child_samples: [5, 10, 20]         # choices too (a range has two numbers)
     hidden: {choices: [[64], [64, 32]]}
 
 Trials run in this process (``parallel=1``), in worker processes (``local``) or as Ray
@@ -92,7 +93,12 @@ def _dimension(name: str, value: Any) -> Dimension:
             else "float"
         )
         return _range(where, name, kind, low, high, log, value.get("step"))
-    if isinstance(value, list) and len(value) in {2, 3} and all(_is_number(v) for v in value[:2]):
+    is_range = (
+        (len(value) == 2 or (len(value) == 3 and isinstance(value[2], str)))
+        if isinstance(value, list)
+        else False
+    )
+    if is_range and all(_is_number(v) for v in value[:2]):
         low, high = value[0], value[1]
         log = False
         if len(value) == 3:

@@ -250,6 +250,8 @@ def start(
         raise InputError(f"unknown run kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     if not experiment or len(experiment) > 200:
         raise InputError("a run needs an experiment name of 1 to 200 characters")
+    # A bad price table fails here, before anything runs, not when the run ends.
+    price_table(ctx.settings.extra)
     run_id = uuid.uuid4().hex
     run = ActiveRun(ctx, run_id, experiment, flush_every=flush_every, flush_seconds=flush_seconds)
     run.log_params(params or {})

@@ -148,8 +148,13 @@ def fit(
         InputError: bad parameters for the estimator.
         UserCodeError: a custom function raised or returned something unusable.
     """
+    from threadpoolctl import threadpool_limits
+
     _add_code_path(spec)
-    return _FIT[spec.flavor](spec, x, y, x_valid, y_valid, checkpoint)
+    # OpenMP and BLAS pools default to every core; trials running side by side would
+    # oversubscribe the machine many times over (LightGBM slows down 20x so).
+    with threadpool_limits(limits=spec.threads):
+        return _FIT[spec.flavor](spec, x, y, x_valid, y_valid, checkpoint)
 
 
 def scores(spec: TrainerSpec, model: Any, x: Any) -> Any:
@@ -326,7 +331,10 @@ def _fit_lightgbm(
         def report(env: Any) -> None:
             done = env.iteration + 1
             if done % every == 0 or done == rounds:
-                checkpoint(done, env.model.predict(x_valid, num_iteration=done))
+                checkpoint(
+                    done,
+                    env.model.predict(x_valid, num_iteration=done, num_threads=spec.threads),
+                )
 
         callbacks.append(report)
     try:

@@ -354,7 +354,8 @@ def _record_trial(
 ) -> None:
     ended = outcome.ended_at.timestamp()
     points = [(f"valid_{metric_name}", step, value, ended) for step, value in outcome.intermediate]
-    if outcome.value is not None:
+    # A pruned trial's value is only its last checkpoint's; it has no final score.
+    if outcome.value is not None and outcome.state == "finished":
         points.append((metric_name, 0, outcome.value, ended))
     tracking.record_finished(
         ctx,
