@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.train._data import holdout_rows, ingest, tabular
 
 from loopml.errors import InputError, IntegrityError
 from loopml.registry.predictor import as_frame
 from loopml.train.onnx_export import onnx_feeds
 from loopml.train.preprocess import FeaturePlan
 from loopml.workspace import Workspace
-
-from ._data import holdout_rows, ingest, tabular
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from tests.train._data import ingest, tabular
 
 from loopml.errors import InputError, NotFound
 from loopml.workspace import Workspace
-
-from ._data import ingest, tabular
 
 LOGISTIC = "sklearn:sklearn.linear_model.LogisticRegression"
 
