@@ -178,6 +178,15 @@ def test_demo_writes_into_the_global_workspace_option(tmp_path: Path) -> None:
     assert Path(summary["workspace"]) == target
     assert (target / "loopml.db").is_file()
     assert summary["ingest"]["rows_read"] == DEMO_ROWS
+    # The demo trains on the time split of what it ingested, after a search.
+    trained = summary["train"]
+    assert (trained["model"], trained["model_version"], trained["search"]["trials"]) == (
+        "fraud",
+        1,
+        6,
+    )
+    assert trained["data"][0]["dataset"] == "transactions_split@1"
+    assert 0 <= trained["metrics"]["roc_auc"] <= 1
     assert list(cwd.iterdir()) == []
 
 
