@@ -27,8 +27,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
-bench: $(STAMP)
-	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+# The benchmarks' own environment: loopml with its trainers' extras, and what it is
+# measured against (MLflow), which loopml itself does not depend on.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[lightgbm,xgboost]' -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	for script in bench/*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-workspace bench/.data .pytest_cache .ruff_cache
