@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import platform
 import shutil
 import subprocess
@@ -23,8 +25,8 @@ PACKAGES = (
 )
 
 
-def environment(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Python and platform, and the installed version of each relevant package."""
+@functools.lru_cache(maxsize=16)
+def _environment(extra_packages: tuple[str, ...]) -> dict[str, Any]:
     packages = {}
     for name in (*PACKAGES, *extra_packages):
         try:
@@ -40,24 +42,35 @@ def environment(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
     }
 
 
+def environment(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Python and platform, and the installed version of each relevant package.
+
+    Computed once per process (packages do not change under a running interpreter).
+    """
+    return copy.deepcopy(_environment(tuple(extra_packages)))
+
+
 def code_version(folder: str | Path | None = None) -> dict[str, Any]:
     """The git sha and dirty flag of the checkout holding ``folder`` (default: the cwd).
 
-    Empty when git is missing or the folder is not in a checkout; never raises.
+    One ``git status`` call answers both. Empty when git is missing or the folder is
+    not in a checkout with a commit; never raises.
     """
     git = shutil.which("git")
     if git is None:
         return {}
     cwd = Path(folder or Path.cwd())
     try:
-        sha = _git(git, cwd, "rev-parse", "HEAD")
-        if sha is None:
-            return {}
-        status = _git(git, cwd, "status", "--porcelain", "--untracked-files=no")
-        root = _git(git, cwd, "rev-parse", "--show-toplevel")
-    except OSError:
+        status = _git(git, cwd, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
         return {}
-    return {"git_sha": sha, "dirty": bool(status), "repository": root}
+    if status is None:
+        return {}
+    lines = status.splitlines()
+    sha = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if sha is None or sha == "(initial)":
+        return {}
+    return {"git_sha": sha, "dirty": any(not line.startswith("#") for line in lines)}
 
 
 def _git(git: str, cwd: Path, *args: str) -> str | None:

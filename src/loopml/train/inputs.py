@@ -145,9 +145,10 @@ def _split(table: Any, raw: Any, task: str, seed: int) -> tuple[Any, Any, Any, d
     index = np.arange(rows)
     stratify = None
     if task in {"binary", "multiclass"} and raw is not None:
-        _values, per_class = np.unique(raw.astype(str), return_counts=True)
+        labels = raw.astype(str) if raw.dtype == object else raw
+        _values, per_class = np.unique(labels, return_counts=True)
         if per_class.min() >= 2:
-            stratify = raw.astype(str)
+            stratify = labels
     _, test_index = train_test_split(index, test_size=HOLDOUT, random_state=seed, stratify=stratify)
     test = np.zeros(rows, dtype=bool)
     test[test_index] = True

@@ -2,8 +2,9 @@
 
 Which columns become features, and how:
 
-- numbers and booleans: median imputation, then standard scaling (skipped for tree
-  models, which do not need it);
+- numbers and booleans: median imputation (skipped for models that handle missing
+  values themselves), then standard scaling (skipped for tree models, which do not
+  need it);
 - text with at most ``ONE_HOT_MAX`` distinct values: one-hot encoding, a missing value
   being a category of its own (``__missing__``) and an unknown one all zeros; tree
   models and text with more values get ordinal codes instead (unknown values -1);
@@ -113,8 +114,16 @@ def plan_features(
     return plan
 
 
-def build(plan: FeaturePlan, *, scale: bool = True) -> Any:
-    """An unfitted ColumnTransformer for ``plan`` that outputs a dense float matrix."""
+def build(plan: FeaturePlan, *, scale: bool = True, impute: bool = True) -> Any:
+    """An unfitted ColumnTransformer for ``plan`` that outputs a dense float matrix.
+
+    Args:
+        plan: the feature columns and their encodings.
+        scale: standardise numbers (linear models, the MLP).
+        impute: fill missing numbers with the median; models that split on missing
+            values themselves (LightGBM, XGBoost, HistGradientBoosting) learn more from
+            a NaN, and are spared the median's cost.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -122,12 +131,13 @@ def build(plan: FeaturePlan, *, scale: bool = True) -> Any:
 
     parts: list[tuple[str, Any, list[str]]] = []
     if plan.numeric:
-        steps: list[tuple[str, Any]] = [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
-        ]
+        steps: list[tuple[str, Any]] = []
+        if impute:
+            steps.append(("impute", SimpleImputer(strategy="median", keep_empty_features=True)))
         if scale:
             steps.append(("scale", StandardScaler()))
-        parts.append(("numeric", Pipeline(steps), list(plan.numeric)))
+        numeric: Any = Pipeline(steps) if steps else "passthrough"
+        parts.append(("numeric", numeric, list(plan.numeric)))
     if plan.one_hot:
         # Missing text arrives as MISSING_TEXT (see ``as_frame``): its own category.
         parts.append(

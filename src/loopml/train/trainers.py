@@ -106,6 +106,13 @@ def estimator_path(spec: TrainerSpec) -> str:
     return _AUTO[spec.task] if spec.model == "auto" else spec.model.removeprefix("sklearn:")
 
 
+def handles_missing(spec: TrainerSpec) -> bool:
+    """Whether the model splits on missing values itself (no imputation needed)."""
+    if spec.flavor in TREE_FLAVORS:
+        return True
+    return spec.flavor == "sklearn" and "HistGradientBoosting" in estimator_path(spec)
+
+
 def check(spec: TrainerSpec) -> None:
     """Fail early on what would fail later: a missing extra, an unknown class, a bad task.
 

@@ -249,7 +249,7 @@ def _train(
         raise InputError("a search needs labels to score anomaly detectors", hint="pass --target")
     run.log_params({"task": data.task, "features": plan.to_dict(), "device": device})
 
-    transformer = preprocess.build(plan, scale=not tree)
+    transformer = preprocess.build(plan, scale=not tree, impute=not trainers.handles_missing(spec))
     frame = as_frame(data.table, plan.columns, [*plan.one_hot, *plan.ordinal])
     fit_rows = data.fit_rows
     transformer.fit(frame[fit_rows])
