@@ -148,14 +148,26 @@ def as_frame(data: Any, columns: Sequence[str], text: Sequence[str] = ()) -> Any
     ``MISSING_TEXT``, a category of its own for the encoders; this is the same in
     training and serving, and in the ONNX graph's inputs.
     """
+    import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    frame = (
-        data.select(list(columns)).to_pandas()
-        if isinstance(data, pa.Table)
-        else data[list(columns)].copy()
-    )
+    is_text = set(text)
+    if isinstance(data, pa.Table | pa.RecordBatch):
+        # Straight from Arrow: numbers as float64 (NaN for null), text with nulls filled
+        # by Arrow, then object columns; a tenth of the time of to_pandas() and fixing up.
+        columns_out = {}
+        for name in columns:
+            column = data.column(name)
+            if name in is_text:
+                filled = pc.fill_null(column.cast(pa.string()), MISSING_TEXT)
+                columns_out[name] = pd.Series(filled.to_numpy(zero_copy_only=False), dtype=object)
+            else:
+                column = column.cast(pa.float64())
+                columns_out[name] = pd.Series(column.to_numpy(zero_copy_only=False))
+        return pd.DataFrame(columns_out)
+    frame = data[list(columns)].copy()
     for name in text:
         values = frame[name].astype(object)
-        frame[name] = values.where(values.notna(), MISSING_TEXT).map(str)
+        frame[name] = values.where(values.notna(), MISSING_TEXT).map(str).astype(object)
     return frame

@@ -114,7 +114,13 @@ def plan_features(
     return plan
 
 
-def build(plan: FeaturePlan, *, scale: bool = True, impute: bool = True) -> Any:
+def build(
+    plan: FeaturePlan,
+    *,
+    scale: bool = True,
+    impute: bool = True,
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
     """An unfitted ColumnTransformer for ``plan`` that outputs a dense float matrix.
 
     Args:
@@ -123,6 +129,8 @@ def build(plan: FeaturePlan, *, scale: bool = True, impute: bool = True) -> Any:
         impute: fill missing numbers with the median; models that split on missing
             values themselves (LightGBM, XGBoost, HistGradientBoosting) learn more from
             a NaN, and are spared the median's cost.
+        categories: each text column's categories (see ``categories_of``); the encoders
+            learn them from the data when not given.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -143,7 +151,12 @@ def build(plan: FeaturePlan, *, scale: bool = True, impute: bool = True) -> Any:
         parts.append(
             (
                 "one_hot",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=float),
+                OneHotEncoder(
+                    categories=_listed(categories, plan.one_hot),
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                    dtype=float,
+                ),
                 list(plan.one_hot),
             )
         )
@@ -151,8 +164,37 @@ def build(plan: FeaturePlan, *, scale: bool = True, impute: bool = True) -> Any:
         parts.append(
             (
                 "ordinal",
-                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, dtype=float),
+                OrdinalEncoder(
+                    categories=_listed(categories, plan.ordinal),
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                    dtype=float,
+                ),
                 list(plan.ordinal),
             )
         )
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def _listed(categories: Mapping[str, Sequence[str]] | None, columns: Sequence[str]) -> Any:
+    if categories is None:
+        return "auto"
+    return [list(categories[column]) for column in columns]
+
+
+def categories_of(frame: Any, columns: Sequence[str], rows: Any) -> dict[str, list[str]]:
+    """The sorted distinct values of each text column over ``rows`` (a boolean mask).
+
+    Given to ``build``, they let the encoders skip learning them (a sort of every value).
+    """
+    import pandas as pd
+
+    return {c: sorted(pd.unique(frame[c].to_numpy()[rows]).tolist()) for c in columns}
+
+
+def stateless_but_categories(plan: FeaturePlan, *, scale: bool, impute: bool) -> bool:
+    """Whether a transformer built with explicit categories learns nothing else from data.
+
+    Then fitting it on a few rows makes the same transformer as fitting on all of them.
+    """
+    return not (plan.numeric and (scale or impute))

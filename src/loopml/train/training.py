@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from loopml.context import Context
 from loopml.data.api import DataAPI
 from loopml.data.versions import check_name, resolve
@@ -249,10 +251,21 @@ def _train(
         raise InputError("a search needs labels to score anomaly detectors", hint="pass --target")
     run.log_params({"task": data.task, "features": plan.to_dict(), "device": device})
 
-    transformer = preprocess.build(plan, scale=not tree, impute=not trainers.handles_missing(spec))
-    frame = as_frame(data.table, plan.columns, [*plan.one_hot, *plan.ordinal])
+    text = [*plan.one_hot, *plan.ordinal]
+    frame = as_frame(data.table, plan.columns, text)
     fit_rows = data.fit_rows
-    transformer.fit(frame[fit_rows])
+    scale, impute = not tree, not trainers.handles_missing(spec)
+    transformer = preprocess.build(
+        plan,
+        scale=scale,
+        impute=impute,
+        categories=preprocess.categories_of(frame, text, fit_rows),
+    )
+    if preprocess.stateless_but_categories(plan, scale=scale, impute=impute):
+        # Nothing left to learn from all the rows: a few fit the very same transformer.
+        transformer.fit(frame.iloc[np.flatnonzero(fit_rows)[:1000]])
+    else:
+        transformer.fit(frame[fit_rows])
     matrix = transformer.transform(frame)
 
     search: dict[str, Any] | None = None
