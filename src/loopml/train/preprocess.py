@@ -22,6 +22,7 @@ from typing import Any
 
 from loopml.errors import InputError
 from loopml.records import Column
+from loopml.registry.predictor import MISSING_TEXT
 
 ONE_HOT_MAX = 20
 # A text column with more distinct values than this share of its rows is an identifier.
@@ -182,14 +183,59 @@ def _listed(categories: Mapping[str, Sequence[str]] | None, columns: Sequence[st
     return [list(categories[column]) for column in columns]
 
 
-def categories_of(frame: Any, columns: Sequence[str], rows: Any) -> dict[str, list[str]]:
+def _text(table: Any, column: str) -> Any:
+    """A text column as ``as_frame`` sees it: strings, missing values as MISSING_TEXT."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.fill_null(table[column].cast(pa.string()), MISSING_TEXT)
+
+
+def categories_of(table: Any, columns: Sequence[str], rows: Any) -> dict[str, list[str]]:
     """The sorted distinct values of each text column over ``rows`` (a boolean mask).
 
-    Given to ``build``, they let the encoders skip learning them (a sort of every value).
+    Given to ``build``, they spare the encoders learning them (a sort of every value).
     """
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    return {c: sorted(pd.unique(frame[c].to_numpy()[rows]).tolist()) for c in columns}
+    mask = pa.array(rows)
+    return {c: sorted(pc.unique(pc.filter(_text(table, c), mask)).to_pylist()) for c in columns}
+
+
+def encode(table: Any, plan: FeaturePlan, categories: Mapping[str, Sequence[str]]) -> Any:
+    """What a stateless transformer (see ``stateless_but_categories``) makes of ``table``.
+
+    The same matrix as ``transformer.transform(as_frame(table, ...))``, computed from
+    Arrow without turning millions of strings into Python objects. Training checks the
+    two agree on sample rows before it uses this one.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = len(table)
+    width = len(plan.numeric) + len(plan.ordinal)
+    width += sum(len(categories[c]) for c in plan.one_hot)
+    # Column-major: each feature is one contiguous write (np.column_stack into row-major
+    # order costs as much as a tenth of a fit).
+    matrix = np.zeros((rows, width), order="F")
+    at = 0
+    for column in plan.numeric:
+        matrix[:, at] = table[column].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        at += 1
+    for column in (*plan.one_hot, *plan.ordinal):
+        known = pa.array(list(categories[column]), type=pa.string())
+        codes = pc.fill_null(pc.index_in(_text(table, column), value_set=known), -1)
+        values = codes.to_numpy(zero_copy_only=False)
+        if column in plan.one_hot:
+            hit = np.flatnonzero(values >= 0)
+            matrix[hit, at + values[hit]] = 1.0
+            at += len(known)
+        else:
+            matrix[:, at] = values
+            at += 1
+    return matrix
 
 
 def stateless_but_categories(plan: FeaturePlan, *, scale: bool, impute: bool) -> bool:

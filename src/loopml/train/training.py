@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from loopml.context import Context
 from loopml.data.api import DataAPI
 from loopml.data.versions import check_name, resolve
-from loopml.errors import InputError
+from loopml.errors import InputError, StoreError
 from loopml.features.splits import SPLIT_COLUMN
 from loopml.records import ModelVersion, Run
 from loopml.registry import versions as registry
@@ -251,22 +252,10 @@ def _train(
         raise InputError("a search needs labels to score anomaly detectors", hint="pass --target")
     run.log_params({"task": data.task, "features": plan.to_dict(), "device": device})
 
-    text = [*plan.one_hot, *plan.ordinal]
-    frame = as_frame(data.table, plan.columns, text)
     fit_rows = data.fit_rows
-    scale, impute = not tree, not trainers.handles_missing(spec)
-    transformer = preprocess.build(
-        plan,
-        scale=scale,
-        impute=impute,
-        categories=preprocess.categories_of(frame, text, fit_rows),
+    transformer, matrix = _preprocess(
+        data, plan, scale=not tree, impute=not trainers.handles_missing(spec)
     )
-    if preprocess.stateless_but_categories(plan, scale=scale, impute=impute):
-        # Nothing left to learn from all the rows: a few fit the very same transformer.
-        transformer.fit(frame.iloc[np.flatnonzero(fit_rows)[:1000]])
-    else:
-        transformer.fit(frame[fit_rows])
-    matrix = transformer.transform(frame)
 
     search: dict[str, Any] | None = None
     if space is not None:
@@ -322,18 +311,29 @@ def _train(
     fitted = trainers.fit(spec, matrix[fit_rows], y_fit)
     if device == "cuda":
         run.meter.add_gpu(time.perf_counter() - started)
-    holdout_scores = trainers.scores(spec, fitted, matrix[data.test])
-    labelled = data.y is not None
-    y_test = data.y[data.test] if labelled else holdout_scores * 0
-    metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
-    run.log_metrics(metrics)
-
-    artifacts, meta = _artifacts(ctx, spec, fitted, transformer, data, plan)
+    # Serialising the model (Python, mostly) overlaps scoring the holdout (native code).
+    with ThreadPoolExecutor(1) as pool:
+        saving = pool.submit(_artifacts, ctx, spec, fitted, transformer, data, plan)
+        holdout_scores = trainers.scores(spec, fitted, matrix[data.test])
+        labelled = data.y is not None
+        y_test = data.y[data.test] if labelled else holdout_scores * 0
+        metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
+        run.log_metrics(metrics)
+        artifacts, meta = saving.result()
     if onnx:
         from loopml.train import onnx_export
 
         exported, note = onnx_export.export(
-            spec, fitted, transformer, plan, data.table.schema, frame[data.test]
+            spec,
+            fitted,
+            transformer,
+            plan,
+            data.table.schema,
+            as_frame(
+                data.table.take(np.flatnonzero(data.test)[:256]),
+                plan.columns,
+                [*plan.one_hot, *plan.ordinal],
+            ),
         )
         if exported is not None:
             artifacts.append(registry.store_artifact(ctx, "onnx", exported, "onnx"))
@@ -360,6 +360,33 @@ def _train(
         meta=meta,
     )
     return registered, search
+
+
+def _preprocess(
+    data: inputs.TrainingData, plan: preprocess.FeaturePlan, *, scale: bool, impute: bool
+) -> tuple[Any, Any]:
+    """The fitted ColumnTransformer, and the matrix it makes of every row."""
+    text = [*plan.one_hot, *plan.ordinal]
+    categories = preprocess.categories_of(data.table, text, data.fit_rows)
+    transformer = preprocess.build(plan, scale=scale, impute=impute, categories=categories)
+    if not preprocess.stateless_but_categories(plan, scale=scale, impute=impute):
+        frame = as_frame(data.table, plan.columns, text)
+        transformer.fit(frame[data.fit_rows])
+        return transformer, transformer.transform(frame)
+    # Nothing to learn but the categories, which it is given: a few rows fit the very
+    # same transformer, and Arrow encodes every row. The transformer, which serving
+    # runs, must agree with that encoding on sample rows of each split.
+    fit_index = np.flatnonzero(data.fit_rows)
+    transformer.fit(as_frame(data.table.take(fit_index[:1000]), plan.columns, text))
+    matrix = preprocess.encode(data.table, plan, categories)
+    check = np.concatenate([fit_index[:500], np.flatnonzero(data.test)[:500]])
+    expected = transformer.transform(as_frame(data.table.take(check), plan.columns, text))
+    if not np.array_equal(matrix[check], expected, equal_nan=True):
+        raise StoreError(
+            "the Arrow encoding of the features disagrees with the saved preprocessing",
+            hint="this is a loopml bug; please report it with the data's schema",
+        )
+    return transformer, matrix
 
 
 def _record_trial(
