@@ -191,16 +191,14 @@ def _text(table: Any, column: str) -> Any:
     return pc.fill_null(table[column].cast(pa.string()), MISSING_TEXT)
 
 
-def categories_of(table: Any, columns: Sequence[str], rows: Any) -> dict[str, list[str]]:
-    """The sorted distinct values of each text column over ``rows`` (a boolean mask).
+def categories_of(table: Any, columns: Sequence[str]) -> dict[str, list[str]]:
+    """The sorted distinct values of each text column of ``table``.
 
     Given to ``build``, they spare the encoders learning them (a sort of every value).
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    mask = pa.array(rows)
-    return {c: sorted(pc.unique(pc.filter(_text(table, c), mask)).to_pylist()) for c in columns}
+    return {c: sorted(pc.unique(_text(table, c)).to_pylist()) for c in columns}
 
 
 def encode(table: Any, plan: FeaturePlan, categories: Mapping[str, Sequence[str]]) -> Any:

@@ -252,8 +252,8 @@ def _train(
         raise InputError("a search needs labels to score anomaly detectors", hint="pass --target")
     run.log_params({"task": data.task, "features": plan.to_dict(), "device": device})
 
-    fit_rows = data.fit_rows
-    transformer, matrix = _preprocess(
+    n_fit = data.fit_count
+    transformer, x_fit, x_test = _preprocess(
         data, plan, scale=not tree, impute=not trainers.handles_missing(spec)
     )
 
@@ -276,9 +276,9 @@ def _train(
         result: SearchResult = run_search(
             trial_spec,
             {
-                "x": matrix[search_train],
+                "x": x_fit[search_train[:n_fit]],
                 "y": data.y[search_train],
-                "x_valid": matrix[search_valid],
+                "x_valid": x_fit[search_valid[:n_fit]],
                 "y_valid": data.y[search_valid],
             },
             space,
@@ -305,18 +305,18 @@ def _train(
         run.log_params({"best_params": result.best_params})
         run.log_metric(f"search_best_{search_metric}", result.best_value)
 
-    notify("fit", {"rows": int(fit_rows.sum()), "flavor": flavor})
+    notify("fit", {"rows": n_fit, "flavor": flavor})
     started = time.perf_counter()
-    y_fit = None if data.y is None else data.y[fit_rows]
-    fitted = trainers.fit(spec, matrix[fit_rows], y_fit)
+    y_fit = None if data.y is None else data.y[:n_fit]
+    fitted = trainers.fit(spec, x_fit, y_fit)
     if device == "cuda":
         run.meter.add_gpu(time.perf_counter() - started)
     # Serialising the model (Python, mostly) overlaps scoring the holdout (native code).
     with ThreadPoolExecutor(1) as pool:
         saving = pool.submit(_artifacts, ctx, spec, fitted, transformer, data, plan)
-        holdout_scores = trainers.scores(spec, fitted, matrix[data.test])
+        holdout_scores = trainers.scores(spec, fitted, x_test)
         labelled = data.y is not None
-        y_test = data.y[data.test] if labelled else holdout_scores * 0
+        y_test = data.y[n_fit:] if labelled else holdout_scores * 0
         metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
         run.log_metrics(metrics)
         artifacts, meta = saving.result()
@@ -330,7 +330,7 @@ def _train(
             plan,
             data.table.schema,
             as_frame(
-                data.table.take(np.flatnonzero(data.test)[:256]),
+                data.table.slice(n_fit, 256),
                 plan.columns,
                 [*plan.one_hot, *plan.ordinal],
             ),
@@ -364,29 +364,36 @@ def _train(
 
 def _preprocess(
     data: inputs.TrainingData, plan: preprocess.FeaturePlan, *, scale: bool, impute: bool
-) -> tuple[Any, Any]:
-    """The fitted ColumnTransformer, and the matrix it makes of every row."""
+) -> tuple[Any, Any, Any]:
+    """The fitted ColumnTransformer, and the matrices it makes of the training split's
+    rows and of the holdout's (the table holds them in that order)."""
     text = [*plan.one_hot, *plan.ordinal]
-    categories = preprocess.categories_of(data.table, text, data.fit_rows)
+    n_fit = data.fit_count
+    fit_part, test_part = data.table.slice(0, n_fit), data.table.slice(n_fit)
+    categories = preprocess.categories_of(fit_part, text)
     transformer = preprocess.build(plan, scale=scale, impute=impute, categories=categories)
     if not preprocess.stateless_but_categories(plan, scale=scale, impute=impute):
-        frame = as_frame(data.table, plan.columns, text)
-        transformer.fit(frame[data.fit_rows])
-        return transformer, transformer.transform(frame)
+        transformer.fit(as_frame(fit_part, plan.columns, text))
+        return (
+            transformer,
+            transformer.transform(as_frame(fit_part, plan.columns, text)),
+            transformer.transform(as_frame(test_part, plan.columns, text)),
+        )
     # Nothing to learn but the categories, which it is given: a few rows fit the very
     # same transformer, and Arrow encodes every row. The transformer, which serving
     # runs, must agree with that encoding on sample rows of each split.
-    fit_index = np.flatnonzero(data.fit_rows)
-    transformer.fit(as_frame(data.table.take(fit_index[:1000]), plan.columns, text))
-    matrix = preprocess.encode(data.table, plan, categories)
-    check = np.concatenate([fit_index[:500], np.flatnonzero(data.test)[:500]])
-    expected = transformer.transform(as_frame(data.table.take(check), plan.columns, text))
-    if not np.array_equal(matrix[check], expected, equal_nan=True):
-        raise StoreError(
-            "the Arrow encoding of the features disagrees with the saved preprocessing",
-            hint="this is a loopml bug; please report it with the data's schema",
-        )
-    return transformer, matrix
+    transformer.fit(as_frame(fit_part.slice(0, 1000), plan.columns, text))
+    matrices = []
+    for part in (fit_part, test_part):
+        matrix = preprocess.encode(part, plan, categories)
+        sample = as_frame(part.slice(0, 500), plan.columns, text)
+        if not np.array_equal(matrix[:500], transformer.transform(sample), equal_nan=True):
+            raise StoreError(
+                "the Arrow encoding of the features disagrees with the saved preprocessing",
+                hint="this is a loopml bug; please report it with the data's schema",
+            )
+        matrices.append(matrix)
+    return transformer, matrices[0], matrices[1]
 
 
 def _record_trial(
