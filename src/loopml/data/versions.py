@@ -20,6 +20,7 @@ from loopml.errors import InputError, NotFound
 from loopml.governance import lineage
 from loopml.records import Column, Dataset, DatasetVersion, StoredObject
 from loopml.store import objects as store_objects
+from loopml.store.refs import find_version
 from loopml.store.tables import dataset_versions, datasets
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -106,35 +107,8 @@ def resolve(conn: Connection, ref: str) -> DatasetVersion:
         InputError: the reference is malformed or a hash prefix is ambiguous.
     """
     name, version = parse_ref(ref)
-    query = sa.select(dataset_versions).where(dataset_versions.c.dataset == name)
-    if version is None:
-        found = latest(conn, name)
-        if found is None:
-            raise NotFound(
-                f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets"
-            )
-        return found
-    if version.isascii() and version.isdigit() and len(version) < 9:
-        row = conn.execute(query.where(dataset_versions.c.number == int(version))).first()
-        if row:
-            return _from_row(row)
-    if len(version) >= 4 and all(c in "0123456789abcdef" for c in version.lower()):
-        rows = conn.execute(
-            query.where(dataset_versions.c.id.startswith(version.lower())).order_by(
-                dataset_versions.c.number.desc()
-            )
-        ).all()
-        ids = {row.id for row in rows}
-        if len(ids) > 1:
-            raise InputError(f"{ref!r} matches several versions", hint="give more of the hash")
-        if rows:
-            return _from_row(rows[0])
-    if not conn.execute(sa.select(datasets.c.name).where(datasets.c.name == name)).first():
-        raise NotFound(f"dataset {name!r} does not exist", hint="`loopml data ls` lists datasets")
-    raise NotFound(
-        f"dataset {name!r} has no version {version!r}",
-        hint=f"`loopml data show {name}` lists its versions",
-    )
+    row = find_version(conn, dataset_versions, datasets, "dataset", name, version, what="dataset")
+    return _from_row(row)
 
 
 def list_datasets(conn: Connection) -> list[tuple[Dataset, DatasetVersion | None, int]]:

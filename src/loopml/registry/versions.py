@@ -28,6 +28,7 @@ from loopml.records import Model, ModelVersion, StoredObject
 from loopml.registry import formats, torch_mlp
 from loopml.registry.predictor import TASKS, Predictor
 from loopml.store import objects as store_objects
+from loopml.store.refs import find_version
 from loopml.store.tables import model_versions, models
 
 
@@ -158,7 +159,7 @@ def _utc(value: datetime) -> datetime:
 
 
 def resolve(conn: Connection, ref: str) -> ModelVersion:
-    """Look up the version a reference names.
+    """Look up the version a reference names (see ``loopml.store.refs``).
 
     Raises:
         NotFound: no such model or version.
@@ -166,32 +167,16 @@ def resolve(conn: Connection, ref: str) -> ModelVersion:
     """
     name, _, version = ref.partition("@")
     check_name(name, "model")
-    query = sa.select(model_versions).where(model_versions.c.model == name)
-    if version in {"", "latest"}:
-        row = conn.execute(query.order_by(model_versions.c.number.desc()).limit(1)).first()
-        if row is None:
-            raise NotFound(f"model {name!r} does not exist", hint="`loopml model ls` lists models")
-        return _from_row(row)
-    if version.isascii() and version.isdigit() and len(version) < 9:
-        row = conn.execute(query.where(model_versions.c.number == int(version))).first()
-        if row:
-            return _from_row(row)
-    if len(version) >= 4 and all(c in "0123456789abcdef" for c in version.lower()):
-        rows = conn.execute(
-            query.where(model_versions.c.id.startswith(version.lower())).order_by(
-                model_versions.c.number.desc()
-            )
-        ).all()
-        if len({row.id for row in rows}) > 1:
-            raise InputError(f"{ref!r} matches several versions", hint="give more of the hash")
-        if rows:
-            return _from_row(rows[0])
-    if not conn.execute(sa.select(models.c.name).where(models.c.name == name)).first():
-        raise NotFound(f"model {name!r} does not exist", hint="`loopml model ls` lists models")
-    raise NotFound(
-        f"model {name!r} has no version {version!r}",
-        hint=f"`loopml model show {name}` lists its versions",
+    row = find_version(
+        conn,
+        model_versions,
+        models,
+        "model",
+        name,
+        None if version in {"", "latest"} else version,
+        what="model",
     )
+    return _from_row(row)
 
 
 def list_models(conn: Connection) -> list[tuple[Model, ModelVersion | None, int]]:

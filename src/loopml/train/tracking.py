@@ -258,25 +258,19 @@ def start(
     run.set_tags(tags or {})
     run._dirty = False
     with ctx.write() as conn:
-        conn.execute(
-            runs.insert().values(
-                id=run_id,
-                experiment=experiment,
-                kind=kind,
-                status="running",
-                owner=ctx.asset_owner,
-                parent_id=parent_id,
-                started_at=datetime.now(UTC),
-                params=run.params,
-                metrics={},
-                tags=run.tags,
-                inputs=[],
-                artifacts={},
-                environment=environment(tuple(packages)),
-                code=code_version(code_folder),
-                resources={},
-                cost=None,
-            )
+        _insert_run(
+            conn,
+            ctx,
+            id=run_id,
+            experiment=experiment,
+            kind=kind,
+            status="running",
+            parent_id=parent_id,
+            started_at=datetime.now(UTC),
+            params=run.params,
+            tags=run.tags,
+            environment=environment(tuple(packages)),
+            code=code_version(code_folder),
         )
         ctx.audit(
             conn,
@@ -313,27 +307,24 @@ def record_finished(
         latest[key] = value
     usage = dict(resources)
     with ctx.write() as conn:
-        conn.execute(
-            runs.insert().values(
-                id=run_id,
-                experiment=experiment,
-                kind=kind,
-                status=status,
-                owner=ctx.asset_owner,
-                parent_id=parent_id,
-                started_at=started_at,
-                ended_at=ended_at,
-                params=_json_ready(params),
-                metrics=latest,
-                tags=dict(tags or {}),
-                inputs=[],
-                artifacts={},
-                environment=dict(environment_record or {}),
-                code=dict(code or {}),
-                resources=usage,
-                cost=cost(usage, price_table(ctx.settings.extra)),
-                error=error,
-            )
+        _insert_run(
+            conn,
+            ctx,
+            id=run_id,
+            experiment=experiment,
+            kind=kind,
+            status=status,
+            parent_id=parent_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            params=_json_ready(params),
+            metrics=latest,
+            tags=dict(tags or {}),
+            environment=dict(environment_record or {}),
+            code=dict(code or {}),
+            resources=usage,
+            cost=cost(usage, price_table(ctx.settings.extra)),
+            error=error,
         )
         if rows:
             conn.execute(run_metrics.insert(), rows)
@@ -345,6 +336,26 @@ def record_finished(
             details={"status": status, "experiment": experiment, "parent_id": parent_id},
         )
     return run_id
+
+
+def _insert_run(conn: Connection, ctx: Context, **values: Any) -> None:
+    """Insert a run row; what ``values`` leave out starts empty."""
+    row: dict[str, Any] = {
+        "owner": ctx.asset_owner,
+        "ended_at": None,
+        "params": {},
+        "metrics": {},
+        "tags": {},
+        "inputs": [],
+        "artifacts": {},
+        "environment": {},
+        "code": {},
+        "resources": {},
+        "cost": None,
+        "error": None,
+    }
+    row.update(values)
+    conn.execute(runs.insert().values(**row))
 
 
 # ---------------------------------------------------------------------- reading
