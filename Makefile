@@ -42,4 +42,4 @@ bench: $(BENCH_STAMP)
 	for script in bench/*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo-workspace bench/.data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) demo-workspace bench/.data .pytest_cache .ruff_cache
