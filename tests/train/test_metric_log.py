@@ -43,11 +43,13 @@ def test_values_are_written_in_batches_and_all_of_them_by_the_end(ws) -> None:
 def test_a_value_waits_at_most_flush_seconds(ws) -> None:
     run = ws.runs.start("exp", flush_every=10_000, flush_seconds=0.2)
     run.log_metric("a", 1.0)
-    assert len(_stored(ws, run.id)) in {0, 1}
-    time.sleep(0.3)
-    run.log_metric("a", 2.0)  # past the deadline: this call writes both
+    time.sleep(0.6)
+    assert [v for _, _, v, _ in _stored(ws, run.id)] == [1.0]
+    run.log_metric("a", 2.0)
+    time.sleep(0.6)
     assert [v for _, _, v, _ in _stored(ws, run.id)] == [1.0, 2.0]
     run.end()
+    assert len(_stored(ws, run.id)) == 2
 
 
 def test_what_was_flushed_survives_a_crash(tmp_path: Path) -> None:
@@ -131,3 +133,13 @@ def test_runs_are_audited_when_they_start_and_end(ws) -> None:
     assert ("run.start", f"run:{run.id}") in events
     assert ("run.end", f"run:{run.id}") in events
     assert ws.audit.verify().ok
+
+
+def test_a_lone_value_is_written_by_the_deadline_without_another_call(ws) -> None:
+    run = ws.runs.start("exp", flush_every=10_000, flush_seconds=0.2)
+    run.log_metric("loss", 0.5)
+    deadline = time.monotonic() + 5
+    while not _stored(ws, run.id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [v for _, _, v, _ in _stored(ws, run.id)] == [0.5]
+    run.end()

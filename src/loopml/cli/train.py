@@ -149,6 +149,7 @@ def train(
 
     def on_progress(event: str, info: Any) -> None:
         if event == "search":
+            state["greater"] = info["greater_is_better"]
             state["task"] = progress.add_task(
                 f"search ({info['metric']}, {info['parallel']} at once)",
                 total=info["trials"],
@@ -157,7 +158,8 @@ def train(
         elif event == "trial" and state["task"] is not None:
             value = info["value"]
             if value is not None and info["state"] == "finished":
-                state["best"] = value if state["best"] is None else max(state["best"], value)
+                pick = max if state["greater"] else min
+                state["best"] = value if state["best"] is None else pick(state["best"], value)
             best = f"best {state['best']:.4f}" if state["best"] is not None else ""
             progress.update(state["task"], advance=1, best=best)
         elif event == "fit":

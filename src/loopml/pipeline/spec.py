@@ -198,7 +198,7 @@ class Search(_Model):
     """Hyper-parameter search: trials and a space (validated now, run by training)."""
 
     trials: int = Field(default=20, ge=1)
-    space: dict[str, list[Any]] = {}
+    space: dict[str, Any] = {}
     seed: int = 0
 
 

@@ -174,9 +174,13 @@ def cache_key(
         # The module may import helpers beside it: any Python file of the project counts.
         outside["code"] = code
         outside["project"] = _project_code(root, step.params["python"])
-    elif step.kind == "train" and step.params["model"].startswith("python:"):
-        function = step.params["model"].removeprefix("python:")
-        outside["project"] = _project_code(root, function)
+    elif step.kind == "train":
+        model = step.params["model"]
+        if model.startswith("python:"):
+            outside["project"] = _project_code(root, model.removeprefix("python:"))
+        elif model.startswith("sklearn:") and not model.startswith("sklearn:sklearn."):
+            # The project's own estimator class: its code is part of the model.
+            outside["project"] = _project_code(root, model.removeprefix("sklearn:"))
     body = orjson.dumps(
         {
             "loopml": installed_version("loopml"),

@@ -27,9 +27,18 @@ from loopml.errors import InputError, IntegrityError
 
 FORMATS = ("skops", "lightgbm", "xgboost", "npz", "json", "onnx")
 
-# Types from these packages are what scikit-learn models are made of; skops rebuilds
-# them without pickle. Anything else in a file needs the caller's explicit trust.
-TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+# Beyond skops' own trusted types, a file may hold scikit-learn estimator classes
+# (constructing one only stores its parameters) and these internals of fitted models.
+# Nothing is trusted by package alone: skops calls some types it rebuilds, and a file
+# naming, say, numpy.savetxt would write files on load. Anything else needs the caller's
+# explicit trust. Artifacts are also hash-checked against the metadata before this.
+TRUSTED_INTERNALS = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    }
+)
 
 
 def dump(obj: Any, fmt: str) -> bytes:
@@ -153,15 +162,31 @@ def _load_skops(data: bytes, name: str, trust: Sequence[str]) -> Any:
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=data)
-    refused = [
-        t for t in untrusted if t.split(".")[0] not in TRUSTED_PACKAGES and t not in set(trust)
-    ]
+    refused = [t for t in untrusted if not (t in set(trust) or _trusted(t))]
     if refused:
         raise InputError(
             f"{name} holds types loopml does not trust: {', '.join(sorted(refused))}",
             hint="if you wrote them and trust them, pass trust=[...] with those names",
         )
     return skops.io.loads(data, trusted=untrusted)
+
+
+def _trusted(name: str) -> bool:
+    """Whether ``name`` is an internal we trust or a scikit-learn estimator class."""
+    if name in TRUSTED_INTERNALS:
+        return True
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name.startswith("sklearn."):
+        return False
+    import importlib
+
+    from sklearn.base import BaseEstimator
+
+    try:
+        found = getattr(importlib.import_module(module_name), attribute, None)
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, BaseEstimator)
 
 
 def _load_lightgbm(data: bytes, name: str, trust: Sequence[str]) -> Any:

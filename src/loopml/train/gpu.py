@@ -11,16 +11,20 @@ from loopml.errors import InputError
 GPU_FLAVORS = ("lightgbm", "xgboost", "torch-mlp")
 
 
-def visible_gpus() -> int:
-    """How many CUDA GPUs this process can see (0 without a driver or with none visible)."""
+def visible_gpus(flavor: str = "") -> int:
+    """How many CUDA GPUs ``flavor`` can use here (0 without a driver or with none visible).
+
+    The MLP asks PyTorch (a CPU build of torch sees none, whatever the machine has);
+    the boosters bring their own CUDA code, so the driver's ``nvidia-smi`` answers.
+    """
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in {"", "-1"}:
         return 0
-    try:
-        import torch
-
+    if flavor == "torch-mlp":
+        try:
+            import torch
+        except ModuleNotFoundError:
+            return 0
         return int(torch.cuda.device_count())
-    except ModuleNotFoundError:
-        pass
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return 0
@@ -52,7 +56,7 @@ def device_for(gpus: float, flavor: str, *, fallback: bool) -> tuple[str, str | 
         return "cpu", None
     if flavor not in GPU_FLAVORS:
         reason = f"{flavor} models train on the CPU only"
-    elif visible_gpus() == 0:
+    elif visible_gpus(flavor) == 0:
         reason = "no GPU is visible to this process"
     else:
         return "cuda", None

@@ -10,6 +10,7 @@ holdout (stratified by class for classification), and a search scores its trials
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +108,7 @@ def load(
     # Rows in split order (train, valid, test), each in its original order: the
     # training split is then one contiguous block, encoded and fitted without copies.
     order = np.concatenate([np.flatnonzero(train), np.flatnonzero(valid), np.flatnonzero(test)])
-    if not np.array_equal(order, np.arange(len(order))):
+    if len(order) != len(table) or not np.array_equal(order, np.arange(len(order))):
         table = table.take(order)
         raw = None if raw is None else raw[order]
         counts = [int(train.sum()), int(valid.sum()), int(test.sum())]
@@ -158,7 +159,10 @@ def _split(table: Any, raw: Any, task: str, seed: int) -> tuple[Any, Any, Any, d
         if not train.any():
             raise InputError("the data's split has no train rows")
         counts = {"train": int(train.sum()), "valid": int(valid.sum()), "test": int(test.sum())}
-        return train, valid, test, {"by": "column", "column": SPLIT_COLUMN, "rows": counts}
+        split: dict[str, Any] = {"by": "column", "column": SPLIT_COLUMN, "rows": counts}
+        # Rows labelled otherwise (an out-of-time set, say) are left out of training.
+        split["rows_left_out"] = int(len(labels) - sum(counts.values()))
+        return train, valid, test, split
     from sklearn.model_selection import train_test_split
 
     index = np.arange(rows)
@@ -168,6 +172,8 @@ def _split(table: Any, raw: Any, task: str, seed: int) -> tuple[Any, Any, Any, d
         _values, per_class = np.unique(labels, return_counts=True)
         if per_class.min() >= 2:
             stratify = labels
+    if stratify is not None and math.ceil(rows * HOLDOUT) < len(np.unique(stratify)):
+        stratify = None  # too few holdout rows to hold every class
     _, test_index = train_test_split(index, test_size=HOLDOUT, random_state=seed, stratify=stratify)
     test = np.zeros(rows, dtype=bool)
     test[test_index] = True

@@ -8,6 +8,7 @@ true labels (encoded as 0..k-1 for classification) and the model's scores (see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,5 +160,7 @@ def score_all(
                 continue
         elif found.name in {"roc_auc", "average_precision"} and len(np.unique(y)) < 2:
             continue
-        result[found.name] = round(found.compute(y, scores, n_classes), 6)
+        value = found.compute(y, scores, n_classes)
+        if math.isfinite(value):  # an undefined metric (a class missing) is left out
+            result[found.name] = round(value, 6)
     return result

@@ -48,7 +48,7 @@ def fit(spec: Any, x: Any, y: Any, x_valid: Any, y_valid: Any, checkpoint: Any) 
             f"torch-mlp has no parameter {', '.join(unknown)}",
             hint=f"its parameters are {', '.join(DEFAULTS)}",
         )
-    params = {**DEFAULTS, **spec.params}
+    params = _checked({**DEFAULTS, **spec.params})
     torch.manual_seed(spec.seed)
     torch.set_num_threads(max(1, spec.threads))
     device = torch.device(spec.device)
@@ -127,3 +127,35 @@ def _loss(task: str, y: Any, scores: Any) -> float:
         p = np.clip(scores, eps, 1 - eps)
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     return float(-np.mean(np.log(np.clip(scores[np.arange(len(y)), y.astype(int)], eps, 1))))
+
+
+def _checked(params: dict[str, Any]) -> dict[str, Any]:
+    """The MLP's parameters, checked: a clear error beats a traceback from deep in torch."""
+    hidden = params["hidden"]
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    if not (
+        isinstance(hidden, list)
+        and hidden
+        and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
+    ):
+        raise InputError(
+            f"torch-mlp hidden={params['hidden']!r}: a list of layer sizes", hint="hidden=[64, 32]"
+        )
+    checked = {**params, "hidden": hidden}
+    for key in ("epochs", "batch_size", "patience"):
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"torch-mlp {key}={value!r}: a whole number >= 1")
+    ranges = {"lr": "> 0", "weight_decay": ">= 0", "dropout": ">= 0 and < 1"}
+    for key, wanted in ranges.items():
+        value = params[key]
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        fits = number and {
+            "lr": lambda v: v > 0,
+            "weight_decay": lambda v: v >= 0,
+            "dropout": lambda v: 0 <= v < 1,
+        }[key](value)
+        if not fits:
+            raise InputError(f"torch-mlp {key}={value!r}: a number {wanted}")
+    return checked

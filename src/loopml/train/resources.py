@@ -1,9 +1,11 @@
 """What a run used (CPU seconds, wall time, peak memory, GPU seconds) and what it cost.
 
 CPU time counts this process and the worker processes it waited for (trials), from
-``os.times``. Peak RSS is the larger of this process's and its waited-for children's
-high-water marks (``getrusage``), so in a long-lived process it is the peak since the
-process started: an upper bound on the run's own peak.
+``os.times``: the whole process, so work running beside a training in other threads
+(other pipeline steps, a notebook's) is counted too, and the figure is an upper bound
+when anything else runs. Peak RSS is the larger of this process's and its waited-for
+children's high-water marks (``getrusage``), so in a long-lived process it is the peak
+since the process started: an upper bound on the run's own peak.
 
 The price table lives in the workspace file (``workspace.yaml``)::
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from loopml.errors import InputError, LoopMLError, SpecError, StoreError
+from loopml.errors import InputError, LoopMLError, SpecError, StoreError, UserCodeError
 from loopml.train import trainers
 from loopml.train.metrics import Metric, metric
 from loopml.train.resources import ResourceMeter
@@ -236,6 +236,12 @@ def run_search(
         raise InputError(f"--trials {trials}: at least 1")
     if executor not in {"local", "ray"}:
         raise InputError(f"unknown executor {executor!r}", hint="use local or ray")
+    if executor == "ray" and address and address.startswith("ray://"):
+        raise InputError(
+            f"a search cannot run on the remote Ray cluster {address}: its trials share a "
+            "journal and the training matrices through this machine's disk",
+            hint="run it on this machine's cluster (omit --address, or --address auto)",
+        )
     parallel = max(1, min(parallel, trials))
     folder.mkdir(parents=True, exist_ok=True)
     for key in ("x", "y", "x_valid", "y_valid"):
@@ -300,7 +306,7 @@ def _run_processes(jobs: list[_Job], collect: Callable[[], None]) -> None:
             path.write_bytes(orjson.dumps(asdict(job)))
             log = (folder / f"worker-{index}.log").open("wb")
             process = subprocess.Popen(
-                [sys.executable, "-m", "loopml.train.search", str(path)],
+                [sys.executable, "-m", "loopml.train._worker", str(path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -317,10 +323,16 @@ def _run_processes(jobs: list[_Job], collect: Callable[[], None]) -> None:
             log.close()
     for process, _, log_path in workers:
         if process.returncode != 0:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise StoreError(
-                f"a search worker exited with status {process.returncode}: {' | '.join(tail)}",
-                hint="the trials it finished are recorded; rerun to search again",
+            tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
+            if process.returncode < 0:  # a signal: the OOM killer, or someone's kill
+                raise StoreError(
+                    f"a search worker was killed by signal {-process.returncode}: {tail}",
+                    hint="the trials it finished are recorded; give it more memory, or "
+                    "fewer trials at once (--parallel)",
+                )
+            raise UserCodeError(
+                f"a search worker exited with status {process.returncode}: {tail}",
+                hint="the training code ended the process; the trials it finished are recorded",
             )
 
 
@@ -330,6 +342,7 @@ def _run_ray(
     from loopml.cluster import connect_ray
 
     ray, started = connect_ray(address)
+    refs: list[Any] = []
     try:
         remote = ray.remote(num_cpus=max(1, threads), max_retries=0)(_work)
         refs = [remote.remote(job) for job in jobs]
@@ -337,8 +350,20 @@ def _run_ray(
         while pending:
             _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
             collect()
-        ray.get(refs)
+        try:
+            ray.get(refs)
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, LoopMLError):
+                raise cause from exc
+            raise UserCodeError(f"a search task failed on Ray: {cause}") from exc
     finally:
+        # Nothing keeps working on this search's folder after it returns or fails.
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # a finished task cannot be cancelled
+                continue
         if started:
             ray.shutdown()
 
@@ -475,10 +500,7 @@ def _when(text: str | None, fallback: datetime) -> datetime:
     return fallback if fallback.tzinfo else fallback.replace(tzinfo=UTC)
 
 
-def _main(path: str) -> None:
+def run_job_file(path: str) -> None:
+    """Run the trials a job file (written by ``run_search``) describes."""
     job = orjson.loads(Path(path).read_bytes())
     _work(_Job(**job))
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1])

@@ -71,7 +71,21 @@ class ActiveRun:
         self._dirty = False
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.status = "running"
+        # Flushes what waits longer than flush_seconds even when nothing else is logged
+        # (a long epoch after a value), so a crash then loses at most that much.
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._flush_on_time, daemon=True)
+        self._timer.start()
+
+    def _flush_on_time(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            if self._buffer:
+                try:
+                    self.flush()
+                except Exception:  # the next log_metric or end() reports a store problem
+                    continue
 
     # ------------------------------------------------------------------ logging
 
@@ -118,8 +132,9 @@ class ActiveRun:
             step = self._steps.get(key, 0)
         self._steps[key] = step + 1
         stored = None if math.isnan(number) else number
-        self._buffer.append((key, step, stored, time.time()))
-        self.latest[key] = stored
+        with self._lock:
+            self._buffer.append((key, step, stored, time.time()))
+            self.latest[key] = stored
         if (
             len(self._buffer) >= self.flush_every
             or time.monotonic() - self._last_flush >= self.flush_seconds
@@ -149,13 +164,17 @@ class ActiveRun:
 
     def flush(self) -> None:
         """Write the buffered metric values and any changed params, tags and inputs."""
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-            if not batch and not self._dirty:
+        # One writer at a time, so a newer snapshot of the latest values is never
+        # overwritten by an older one; logging waits only for the buffer swap.
+        with self._write_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+                self._last_flush = time.monotonic()
+                dirty, self._dirty = self._dirty, False
+                latest = dict(self.latest)
+            if not batch and not dirty:
                 return
-            dirty, self._dirty = self._dirty, False
-            values: dict[str, Any] = {"metrics": dict(self.latest)}
+            values: dict[str, Any] = {"metrics": latest}
             if dirty:
                 values.update(
                     params=self.params,
@@ -178,6 +197,7 @@ class ActiveRun:
         """Flush, record the resources used and their cost, and close the run."""
         if status not in STATUSES[1:]:
             raise InputError(f"unknown run status {status!r}", hint="finished, failed or pruned")
+        self._stop.set()
         self._dirty = True
         self.flush()
         usage = self.meter.usage()

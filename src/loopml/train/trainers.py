@@ -214,7 +214,14 @@ def _estimator_class(path: str) -> type:
 
 
 def _check_estimator_params(estimator: type, params: dict[str, Any], model: str) -> None:
-    valid = set(estimator().get_params(deep=True))
+    try:
+        valid = set(estimator().get_params(deep=False))
+    except TypeError as exc:
+        raise InputError(
+            f"{model} cannot be built from parameters alone: {exc}",
+            hint="a Pipeline or a meta-estimator needs objects; build it in a function "
+            "and pass --model python:MODULE:FUNCTION",
+        ) from exc
     unknown = sorted(set(params) - valid)
     if unknown:
         close = {u: difflib.get_close_matches(u, valid, n=1) for u in unknown}
@@ -228,8 +235,11 @@ def _check_estimator_params(estimator: type, params: dict[str, Any], model: str)
 def _sklearn_estimator(spec: TrainerSpec) -> Any:
     estimator_class = _estimator_class(estimator_path(spec))
     _check_estimator_params(estimator_class, spec.params, spec.model)
-    estimator = estimator_class(**spec.params)
-    defaults = estimator.get_params()
+    try:
+        estimator = estimator_class(**spec.params)
+        defaults = estimator.get_params()
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{spec.model} cannot take {spec.params}: {exc}") from exc
     extra: dict[str, Any] = {}
     if "random_state" in defaults and "random_state" not in spec.params:
         extra["random_state"] = spec.seed
@@ -246,16 +256,9 @@ def _fit_sklearn(
     estimator = _sklearn_estimator(spec)
     _check_methods(estimator, spec.task, spec.model)
     target = None if spec.task == "anomaly" else y
-    stage_param = next(
-        (p for p in ("max_iter", "n_estimators") if p in estimator.get_params()), None
-    )
+    stage_param = _stage_param(estimator)
     try:
-        if (
-            checkpoint is None
-            or x_valid is None
-            or stage_param is None
-            or "warm_start" not in estimator.get_params()
-        ):
+        if checkpoint is None or x_valid is None or stage_param is None:
             estimator.fit(x, target)
             if checkpoint is not None and x_valid is not None:
                 checkpoint(1, sklearn_scores(estimator, spec.task, x_valid))
@@ -273,6 +276,24 @@ def _fit_sklearn(
         raise
     except (ValueError, TypeError) as exc:
         raise InputError(f"{spec.model} cannot fit with {spec.params}: {exc}") from exc
+
+
+def _stage_param(estimator: Any) -> str | None:
+    """The parameter a warm start grows by adding members, if the estimator has one.
+
+    Ensembles add trees (``n_estimators``) and HistGradientBoosting adds iterations
+    (``max_iter``). Iterative solvers (linear models, MLPs) also take ``max_iter`` and
+    ``warm_start``, but each refit runs ``max_iter`` more steps: staging them would
+    train a different model than the refit, so they are fitted once.
+    """
+    params = estimator.get_params()
+    if "warm_start" not in params:
+        return None
+    if "n_estimators" in params:
+        return "n_estimators"
+    if "max_iter" in params and "HistGradientBoosting" in type(estimator).__name__:
+        return "max_iter"
+    return None
 
 
 def _check_methods(estimator: Any, task: str, model: str) -> None:

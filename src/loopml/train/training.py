@@ -259,13 +259,21 @@ def _train(
 
     search: dict[str, Any] | None = None
     if space is not None:
-        trials = int(settings["trials"] or 20)
+        trials = 20 if settings["trials"] is None else int(settings["trials"])
         workers = max(1, min(parallel or os.cpu_count() or 1, trials))
         trial_spec = trainers.TrainerSpec(
             **{**spec.__dict__, "threads": max(1, threads // workers)}
         )
         search_train, search_valid = inputs.search_rows(data, settings["seed"])
-        notify("search", {"trials": trials, "parallel": workers, "metric": search_metric})
+        notify(
+            "search",
+            {
+                "trials": trials,
+                "parallel": workers,
+                "metric": search_metric,
+                "greater_is_better": metric(search_metric, data.task).greater_is_better,
+            },
+        )
 
         def on_trial(outcome: TrialOutcome) -> None:
             _record_trial(ctx, run, name, outcome, search_metric)
@@ -308,7 +316,16 @@ def _train(
     notify("fit", {"rows": n_fit, "flavor": flavor})
     started = time.perf_counter()
     y_fit = None if data.y is None else data.y[:n_fit]
-    fitted = trainers.fit(spec, x_fit, y_fit)
+    try:
+        fitted = trainers.fit(spec, x_fit, y_fit)
+    except InputError as exc:
+        if device != "cuda" or not gpu_fallback:
+            raise
+        # The GPU was visible but unusable (a LightGBM build without GPU support, say).
+        run.set_tag("gpu_fallback", f"the GPU fit failed ({exc.message}); trained on the CPU")
+        device = "cpu"
+        spec = trainers.TrainerSpec(**{**spec.__dict__, "device": "cpu"})
+        fitted = trainers.fit(spec, x_fit, y_fit)
     if device == "cuda":
         run.meter.add_gpu(time.perf_counter() - started)
     # Serialising the model (Python, mostly) overlaps scoring the holdout (native code).
