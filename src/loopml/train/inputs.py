@@ -30,8 +30,7 @@ class TrainingData:
     """A version's rows, ready to train on.
 
     Attributes:
-        table: the rows with a target (an Arrow table), in split order: train, valid,
-            then test rows.
+        table: the rows with a target (an Arrow table).
         task: binary, multiclass, regression or anomaly.
         y: the target, encoded 0..k-1 for classification (None without a target).
         classes: the class labels, in code order.
@@ -56,9 +55,18 @@ class TrainingData:
         return self.train | self.valid
 
     @property
-    def fit_count(self) -> int:
-        """How many rows the full training split has; they come first (see ``load``)."""
-        return int(self.train.sum() + self.valid.sum())
+    def fit_index(self) -> Any:
+        """The full training split's row numbers: train rows, then valid rows."""
+        import numpy as np
+
+        return np.concatenate([np.flatnonzero(self.train), np.flatnonzero(self.valid)])
+
+    @property
+    def test_index(self) -> Any:
+        """The holdout's row numbers."""
+        import numpy as np
+
+        return np.flatnonzero(self.test)
 
 
 def load(
@@ -73,7 +81,6 @@ def load(
     Raises:
         InputError: a missing or unusable target, an unknown task, too few rows.
     """
-    import numpy as np
     import pyarrow.compute as pc
 
     names = table.schema.names
@@ -105,18 +112,6 @@ def load(
     field_type = None if target is None else str(table.schema.field(target).type)
     task = task or infer_task(field_type, raw)
     train, valid, test, split = _split(table, raw, task, seed)
-    # Rows in split order (train, valid, test), each in its original order: the
-    # training split is then one contiguous block, encoded and fitted without copies.
-    order = np.concatenate([np.flatnonzero(train), np.flatnonzero(valid), np.flatnonzero(test)])
-    if len(order) != len(table) or not np.array_equal(order, np.arange(len(order))):
-        table = table.take(order)
-        raw = None if raw is None else raw[order]
-        counts = [int(train.sum()), int(valid.sum()), int(test.sum())]
-        bounds = np.cumsum([0, *counts])
-        position = np.arange(len(order))
-        train, valid, test = (
-            (position >= bounds[i]) & (position < bounds[i + 1]) for i in range(3)
-        )
     y: Any = None
     classes: list[Any] = []
     if raw is not None:

@@ -191,49 +191,57 @@ def _text(table: Any, column: str) -> Any:
     return pc.fill_null(table[column].cast(pa.string()), MISSING_TEXT)
 
 
-def categories_of(table: Any, columns: Sequence[str]) -> dict[str, list[str]]:
-    """The sorted distinct values of each text column of ``table``.
+def categories_of(table: Any, columns: Sequence[str], rows: Any) -> dict[str, list[str]]:
+    """The sorted distinct values of each text column over ``rows`` (row numbers).
 
     Given to ``build``, they spare the encoders learning them (a sort of every value).
     """
     import pyarrow.compute as pc
 
-    return {c: sorted(pc.unique(_text(table, c)).to_pylist()) for c in columns}
+    return {c: sorted(pc.unique(_text(table, c).take(rows)).to_pylist()) for c in columns}
 
 
-def encode(table: Any, plan: FeaturePlan, categories: Mapping[str, Sequence[str]]) -> Any:
-    """What a stateless transformer (see ``stateless_but_categories``) makes of ``table``.
+def encode(
+    table: Any,
+    plan: FeaturePlan,
+    categories: Mapping[str, Sequence[str]],
+    row_sets: Sequence[Any],
+) -> list[Any]:
+    """What a stateless transformer (see ``stateless_but_categories``) makes of the rows
+    of ``table`` in each of ``row_sets`` (arrays of row numbers): one matrix per set.
 
-    The same matrix as ``transformer.transform(as_frame(table, ...))``, computed from
-    Arrow without turning millions of strings into Python objects. Training checks the
-    two agree on sample rows before it uses this one.
+    The same matrices as ``transformer.transform(as_frame(table.take(rows), ...))``,
+    computed from Arrow without turning millions of strings into Python objects: each
+    column is converted once and its rows gathered straight into each matrix's column
+    (column-major, so every write is contiguous). Training checks the two agree on
+    sample rows before it uses these.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = len(table)
     width = len(plan.numeric) + len(plan.ordinal)
     width += sum(len(categories[c]) for c in plan.one_hot)
-    # Column-major: each feature is one contiguous write (np.column_stack into row-major
-    # order costs as much as a tenth of a fit).
-    matrix = np.zeros((rows, width), order="F")
+    matrices = [np.zeros((len(rows), width), order="F") for rows in row_sets]
     at = 0
     for column in plan.numeric:
-        matrix[:, at] = table[column].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values = table[column].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        for matrix, rows in zip(matrices, row_sets, strict=True):
+            matrix[:, at] = values[rows]
         at += 1
     for column in (*plan.one_hot, *plan.ordinal):
         known = pa.array(list(categories[column]), type=pa.string())
         codes = pc.fill_null(pc.index_in(_text(table, column), value_set=known), -1)
         values = codes.to_numpy(zero_copy_only=False)
-        if column in plan.one_hot:
-            hit = np.flatnonzero(values >= 0)
-            matrix[hit, at + values[hit]] = 1.0
-            at += len(known)
-        else:
-            matrix[:, at] = values
-            at += 1
-    return matrix
+        for matrix, rows in zip(matrices, row_sets, strict=True):
+            picked = values[rows]
+            if column in plan.one_hot:
+                hit = np.flatnonzero(picked >= 0)
+                matrix[hit, at + picked[hit]] = 1.0
+            else:
+                matrix[:, at] = picked
+        at += len(known) if column in plan.one_hot else 1
+    return matrices
 
 
 def stateless_but_categories(plan: FeaturePlan, *, scale: bool, impute: bool) -> bool:

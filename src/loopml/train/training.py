@@ -252,7 +252,7 @@ def _train(
         raise InputError("a search needs labels to score anomaly detectors", hint="pass --target")
     run.log_params({"task": data.task, "features": plan.to_dict(), "device": device})
 
-    n_fit = data.fit_count
+    fit_index, test_index = data.fit_index, data.test_index
     transformer, x_fit, x_test = _preprocess(
         data, plan, scale=not tree, impute=not trainers.handles_missing(spec)
     )
@@ -284,9 +284,9 @@ def _train(
         result: SearchResult = run_search(
             trial_spec,
             {
-                "x": x_fit[search_train[:n_fit]],
+                "x": x_fit[search_train[fit_index]],
                 "y": data.y[search_train],
-                "x_valid": x_fit[search_valid[:n_fit]],
+                "x_valid": x_fit[search_valid[fit_index]],
                 "y_valid": data.y[search_valid],
             },
             space,
@@ -313,9 +313,9 @@ def _train(
         run.log_params({"best_params": result.best_params})
         run.log_metric(f"search_best_{search_metric}", result.best_value)
 
-    notify("fit", {"rows": n_fit, "flavor": flavor})
+    notify("fit", {"rows": len(fit_index), "flavor": flavor})
     started = time.perf_counter()
-    y_fit = None if data.y is None else data.y[:n_fit]
+    y_fit = None if data.y is None else data.y[fit_index]
     try:
         fitted = trainers.fit(spec, x_fit, y_fit)
     except InputError as exc:
@@ -333,7 +333,7 @@ def _train(
         saving = pool.submit(_artifacts, ctx, spec, fitted, transformer, data, plan)
         holdout_scores = trainers.scores(spec, fitted, x_test)
         labelled = data.y is not None
-        y_test = data.y[n_fit:] if labelled else holdout_scores * 0
+        y_test = data.y[test_index] if labelled else holdout_scores * 0
         metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
         run.log_metrics(metrics)
         artifacts, meta = saving.result()
@@ -347,7 +347,7 @@ def _train(
             plan,
             data.table.schema,
             as_frame(
-                data.table.slice(n_fit, 256),
+                data.table.take(test_index[:256]),
                 plan.columns,
                 [*plan.one_hot, *plan.ordinal],
             ),
@@ -385,31 +385,29 @@ def _preprocess(
     """The fitted ColumnTransformer, and the matrices it makes of the training split's
     rows and of the holdout's (the table holds them in that order)."""
     text = [*plan.one_hot, *plan.ordinal]
-    n_fit = data.fit_count
-    fit_part, test_part = data.table.slice(0, n_fit), data.table.slice(n_fit)
-    categories = preprocess.categories_of(fit_part, text)
+    fit_index, test_index = data.fit_index, data.test_index
+    categories = preprocess.categories_of(data.table, text, fit_index)
     transformer = preprocess.build(plan, scale=scale, impute=impute, categories=categories)
     if not preprocess.stateless_but_categories(plan, scale=scale, impute=impute):
-        transformer.fit(as_frame(fit_part, plan.columns, text))
+        fit_frame = as_frame(data.table.take(fit_index), plan.columns, text)
+        transformer.fit(fit_frame)
         return (
             transformer,
-            transformer.transform(as_frame(fit_part, plan.columns, text)),
-            transformer.transform(as_frame(test_part, plan.columns, text)),
+            transformer.transform(fit_frame),
+            transformer.transform(as_frame(data.table.take(test_index), plan.columns, text)),
         )
     # Nothing to learn but the categories, which it is given: a few rows fit the very
     # same transformer, and Arrow encodes every row. The transformer, which serving
     # runs, must agree with that encoding on sample rows of each split.
-    transformer.fit(as_frame(fit_part.slice(0, 1000), plan.columns, text))
-    matrices = []
-    for part in (fit_part, test_part):
-        matrix = preprocess.encode(part, plan, categories)
-        sample = as_frame(part.slice(0, 500), plan.columns, text)
+    transformer.fit(as_frame(data.table.take(fit_index[:1000]), plan.columns, text))
+    matrices = preprocess.encode(data.table, plan, categories, [fit_index, test_index])
+    for matrix, rows in zip(matrices, (fit_index, test_index), strict=True):
+        sample = as_frame(data.table.take(rows[:500]), plan.columns, text)
         if not np.array_equal(matrix[:500], transformer.transform(sample), equal_nan=True):
             raise StoreError(
                 "the Arrow encoding of the features disagrees with the saved preprocessing",
                 hint="this is a loopml bug; please report it with the data's schema",
             )
-        matrices.append(matrix)
     return transformer, matrices[0], matrices[1]
 
 
