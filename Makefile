@@ -39,7 +39,7 @@ $(BENCH_STAMP): pyproject.toml bench/requirements.txt
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	for script in bench/*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) demo-workspace bench/.data .pytest_cache .ruff_cache

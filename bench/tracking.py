@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _spawn import spawn  # bench/ is the script folder, on sys.path
+
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 CONTENDERS = ["loopml", "mlflow"]
 WORKLOADS = ["metrics", "runs"]
@@ -155,29 +157,6 @@ CHILDREN = {
 
 
 # ---------------------------------------------------------------------- parent
-
-
-def spawn(argv: list[str], timeout: float) -> dict:
-    """Runs ``argv`` in the repository root; returns its last stdout line, or an error."""
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"{argv[0]}: {exc}"}
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        return {"error": f"exit {done.returncode}: {(lines or ['(no stderr)'])[-1]}"}
-    last = (done.stdout.strip().splitlines() or ["{}"])[-1]
-    try:
-        return json.loads(last)
-    except json.JSONDecodeError:
-        return {"error": f"stdout is not JSON: {last[-200:]!r}"}
 
 
 def measure(name: str, workload: str, count: int, folder: Path, python: str) -> dict:

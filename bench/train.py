@@ -30,13 +30,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _spawn import spawn  # bench/ is the script folder, on sys.path
 
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 NUMERIC = [f"x{i:02d}" for i in range(20)]
@@ -219,29 +220,6 @@ def child(mode: str, folder: Path, workspace: Path, rows: int) -> dict:
 
 
 # ---------------------------------------------------------------------- parent
-
-
-def spawn(argv: list[str], timeout: float) -> dict:
-    """Runs ``argv`` in the repository root; returns its last stdout line, or an error."""
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": f"{argv[0]}: {exc}"}
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        return {"error": f"exit {done.returncode}: {(lines or ['(no stderr)'])[-1]}"}
-    last = (done.stdout.strip().splitlines() or ["{}"])[-1]
-    try:
-        return json.loads(last)
-    except json.JSONDecodeError:
-        return {"error": f"stdout is not JSON: {last[-200:]!r}"}
 
 
 def run_child(mode: str, folder: Path, workspace: Path, rows: int) -> dict:
