@@ -50,11 +50,6 @@ class TrainingData:
     rows_without_target: int = 0
 
     @property
-    def fit_rows(self) -> Any:
-        """The full training split: train and valid rows."""
-        return self.train | self.valid
-
-    @property
     def fit_index(self) -> Any:
         """The full training split's row numbers: train rows, then valid rows."""
         import numpy as np
@@ -115,7 +110,7 @@ def load(
     y: Any = None
     classes: list[Any] = []
     if raw is not None:
-        y, classes = _encode(raw, task, train | valid, test, target or "")
+        y, classes = _encode(raw, task, train | valid, target or "")
     return TrainingData(table, task, y, classes, train, valid, test, split, dropped)
 
 
@@ -197,7 +192,7 @@ def search_rows(data: TrainingData, seed: int) -> tuple[Any, Any]:
     return data.train & ~valid, valid
 
 
-def _encode(raw: Any, task: str, fit_rows: Any, test: Any, target: str) -> tuple[Any, list[Any]]:
+def _encode(raw: Any, task: str, fit_rows: Any, target: str) -> tuple[Any, list[Any]]:
     import numpy as np
 
     if task == "regression":

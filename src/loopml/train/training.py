@@ -471,7 +471,7 @@ def _artifacts(
 
 def _output_signature(task: str, classes: list[Any]) -> dict[str, Any]:
     if task == "binary":
-        return {"task": task, "classes": classes, "score": f"P({target_label(classes)})"}
+        return {"task": task, "classes": classes, "score": f"P({_positive_class(classes)})"}
     if task == "multiclass":
         return {"task": task, "classes": classes, "score": "class probabilities"}
     if task == "anomaly":
@@ -479,7 +479,7 @@ def _output_signature(task: str, classes: list[Any]) -> dict[str, Any]:
     return {"task": task, "score": "predicted value", "type": "double"}
 
 
-def target_label(classes: list[Any]) -> str:
+def _positive_class(classes: list[Any]) -> str:
     """The positive class of a binary model: the second in sorted order."""
     return str(classes[1]) if len(classes) > 1 else "1"
 
