@@ -92,7 +92,11 @@ def train(
         str, typer.Option("--executor", "-e", help="Trials run on: local or ray.")
     ] = "local",
     address: Annotated[
-        str | None, typer.Option("--address", help="Ray cluster: ray://host:port or auto.")
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster on this machine for the trials: auto (default: start one).",
+        ),
     ] = None,
     metric: Annotated[
         str | None, typer.Option("--metric", help="What the search optimises (default per task).")
