@@ -25,6 +25,7 @@ from loopml.data.versions import check_name, resolve
 from loopml.errors import InputError, StoreError
 from loopml.features.splits import SPLIT_COLUMN
 from loopml.records import ModelVersion, Run
+from loopml.registry import reference
 from loopml.registry import versions as registry
 from loopml.registry.predictor import as_frame
 from loopml.train import gpu, inputs, preprocess, tracking, trainers
@@ -35,6 +36,8 @@ ProgressFn = Callable[[str, Mapping[str, Any]], None]
 
 # The library whose version a flavor's runs record.
 _FLAVOR_PACKAGES = {"lightgbm": ("lightgbm",), "xgboost": ("xgboost",), "torch-mlp": ("torch",)}
+# The reference profile reads at most this many training rows (a seeded sample).
+_PROFILE_ROWS = 100_000
 # scikit-learn estimators that split on thresholds: ordinal codes serve them as well as
 # one-hot columns, at a fraction of the width.
 _TREE_WORDS = ("Tree", "Forest", "Boosting", "IsolationForest")
@@ -329,14 +332,22 @@ def _train(
     if device == "cuda":
         run.meter.add_gpu(time.perf_counter() - started)
     # Serialising the model (Python, mostly) overlaps scoring the holdout (native code).
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
         saving = pool.submit(_artifacts, ctx, spec, fitted, transformer, data, plan)
+        profiling = pool.submit(_input_profile, data, plan)
         holdout_scores = trainers.scores(spec, fitted, x_test)
         labelled = data.y is not None
         y_test = data.y[test_index] if labelled else holdout_scores * 0
         metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
         run.log_metrics(metrics)
         artifacts, meta = saving.result()
+        inputs_profile = profiling.result()
+    # What monitoring compares live traffic with: the training inputs, and the scores
+    # on the holdout (rows the model never saw, as live rows are).
+    meta["reference_profile"] = {
+        **inputs_profile,
+        "prediction": reference.prediction_profile(holdout_scores, data.task),
+    }
     if onnx:
         from loopml.train import onnx_export
 
@@ -409,6 +420,22 @@ def _preprocess(
                 hint="this is a loopml bug; please report it with the data's schema",
             )
     return transformer, matrices[0], matrices[1]
+
+
+def _input_profile(data: inputs.TrainingData, plan: preprocess.FeaturePlan) -> dict[str, Any]:
+    """The reference profile of the inputs, from (a seeded sample of) the training split."""
+    import pyarrow as pa
+
+    rows = data.fit_index
+    if len(rows) > _PROFILE_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, _PROFILE_ROWS, replace=False))
+    sample = data.table.take(rows)
+    columns: dict[str, Any] = {
+        c: sample[c].cast(pa.float64()).to_numpy(zero_copy_only=False) for c in plan.numeric
+    }
+    columns.update({c: sample[c] for c in (*plan.one_hot, *plan.ordinal)})
+    features = reference.features_profile(columns, plan.numeric, [*plan.one_hot, *plan.ordinal])
+    return {"bins": reference.BINS, "features": features, "rows": len(rows)}
 
 
 def _record_trial(
