@@ -1,7 +1,8 @@
 """Model versions in the metadata store: register, look up by reference, list, load.
 
-A reference is ``NAME`` (the latest version), ``NAME@3``, ``NAME@latest`` or
-``NAME@<hash prefix>`` (at least 4 hex characters of the content id).
+A reference is ``NAME`` (the latest version), ``NAME@3``, ``NAME@latest``, ``NAME@ALIAS``
+(``champion``; see ``loopml.registry.aliases``) or ``NAME@<hash prefix>`` (at least 4 hex
+characters of the content id).
 
 Registering follows the commit protocol: the artifacts are content-addressed objects
 already in the store; one metadata transaction checks they are there, numbers the
@@ -29,7 +30,7 @@ from loopml.registry import formats, torch_mlp
 from loopml.registry.predictor import TASKS, Predictor
 from loopml.store import objects as store_objects
 from loopml.store.refs import find_version
-from loopml.store.tables import model_versions, models
+from loopml.store.tables import model_aliases, model_versions, models
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,15 @@ def resolve(conn: Connection, ref: str) -> ModelVersion:
     """
     name, _, version = ref.partition("@")
     check_name(name, "model")
+    if version and version != "latest" and not version.isdigit():
+        # An alias wins over a hash prefix (alias names are never all hex digits).
+        alias = conn.execute(
+            sa.select(model_aliases.c.number).where(
+                model_aliases.c.model == name, model_aliases.c.alias == version
+            )
+        ).scalar()
+        if alias is not None:
+            version = str(alias)
     row = find_version(
         conn,
         model_versions,

@@ -218,3 +218,42 @@ model_versions = Table(
     Column("status", String(20), nullable=False),
     Column("meta", JSON, nullable=False),
 )
+
+# Aliases name one version of a model each (``champion``, ``challenger``...); every
+# move is kept, so a rollback knows where the alias was before.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("number", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+
+alias_moves = Table(
+    "alias_moves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("previous", Integer, nullable=True),
+    Column("kind", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+)
+
+# Status decisions on versions (approved, rejected, archived): who and why.
+model_decisions = Table(
+    "model_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+)
