@@ -163,3 +163,19 @@ def test_a_failed_training_is_recorded_as_a_failed_run(project: Path) -> None:
     listed = json.loads(run(["runs", "ls", "--json"], project, env).stdout)
     (failed,) = listed["runs"]
     assert failed["status"] == "failed" and "nope" in failed["error"]
+
+
+def test_model_show_names_each_versions_aliases(project: Path) -> None:
+    env = _env(project)
+    for _ in range(2):
+        one_json_object(run(["train", "m", "-d", "d", "-t", "label", "--json"], project, env))
+    with loopml.open(project / "ws") as ws:
+        ws.models.set_alias("m", "champion", 1, reason="first")
+        ws.models.set_alias("m", "challenger", 2, reason="new")
+    every = one_json_object(run(["model", "show", "m", "--json"], project, env))
+    assert every["aliases"] == {"champion": 1, "challenger": 2}
+    assert [v["aliases"] for v in every["versions"]] == [["champion"], ["challenger"]]
+    champion = one_json_object(run(["model", "show", "m@champion", "--json"], project, env))
+    assert champion["number"] == 1 and champion["aliases"] == ["champion"]
+    human = run(["model", "show", "m"], project, env)
+    assert "m@2" in human.stdout and "[challenger]" in human.stdout

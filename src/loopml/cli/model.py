@@ -49,22 +49,33 @@ def ls(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
 
 @app.command("show")
 def show(
-    ref: Annotated[str, typer.Argument(help="MODEL (every version) or MODEL@VERSION.")],
+    ref: Annotated[
+        str, typer.Argument(help="MODEL (every version), MODEL@VERSION or MODEL@ALIAS.")
+    ],
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a model's versions, or one version: signature, metrics, artifacts, lineage."""
     with open_workspace(workspace) as ws:
         versions = [ws.models.get(ref)] if "@" in ref else ws.models.versions(ref)
-    data: dict[str, Any] = {"versions": [asdict(v) for v in versions]}
+        aliases = ws.models.aliases(versions[0].model)
+    by_number: dict[int, list[str]] = {}
+    for alias, number in sorted(aliases.items()):
+        by_number.setdefault(number, []).append(alias)
+    data: dict[str, Any] = {
+        "aliases": aliases,
+        "versions": [{**asdict(v), "aliases": by_number.get(v.number, [])} for v in versions],
+    }
     if "@" in ref:
-        data = data["versions"][0]
+        data = {**data["versions"][0], "model_aliases": aliases}
 
     def render(out) -> None:  # type: ignore[no-untyped-def]
         for version in versions:
+            named = by_number.get(version.number)
             out.print(
                 f"{version.ref} ({version.id[:12]}) {version.flavor} {version.task}, "
                 f"{version.status}, run {version.run_id[:12]}, {age(version.created_at)}"
+                + (f"  [{', '.join(named)}]" if named else "")
             )
             out.print("  " + ", ".join(f"{k} {v:.4f}" for k, v in version.metrics.items()))
             if len(versions) == 1:

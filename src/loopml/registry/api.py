@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from loopml.context import Context
 from loopml.records import Model, ModelVersion
+from loopml.registry import aliases as registry_aliases
 from loopml.registry import versions
 from loopml.registry.predictor import Predictor
 
@@ -27,7 +28,7 @@ class ModelsAPI:
             return versions.list_models(conn)
 
     def get(self, ref: str) -> ModelVersion:
-        """The version ``ref`` names (``fraud``, ``fraud@2``, ``fraud@<hash>``)."""
+        """The version ``ref`` names (``fraud@2``, ``fraud@champion``, ``fraud@<hash>``)."""
         with self._ctx.read() as conn:
             return versions.resolve(conn, ref)
 
@@ -36,6 +37,24 @@ class ModelsAPI:
         with self._ctx.read() as conn:
             versions.resolve(conn, name)  # NotFound for an unknown model
             return versions.list_versions(conn, name)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Each alias of model ``name`` and the version number it points at."""
+        with self._ctx.read() as conn:
+            versions.resolve(conn, name)  # NotFound for an unknown model
+            return registry_aliases.aliases(conn, name)
+
+    def set_alias(self, name: str, alias: str, number: int, *, reason: str = "") -> ModelVersion:
+        """Point ``alias`` at version ``number`` (no gates: see ``loopml.registry.aliases``)."""
+        return registry_aliases.set_alias(self._ctx, name, alias, number, reason=reason)
+
+    def rollback(self, name: str, alias: str = "champion", *, reason: str = "") -> ModelVersion:
+        """Move ``alias`` back to the version it pointed at before its current one."""
+        return registry_aliases.rollback(self._ctx, name, alias, reason=reason)
+
+    def set_status(self, name: str, number: int, status: str, *, reason: str) -> ModelVersion:
+        """Approve, reject, archive (or return to candidate) a version, saying why."""
+        return registry_aliases.set_status(self._ctx, name, number, status, reason=reason)
 
     def load(self, ref: str | ModelVersion, trust: Sequence[str] = ()) -> Predictor:
         """Load a version for prediction; its artifacts are verified against their hashes.
