@@ -144,7 +144,7 @@ def _from_row(row: Any) -> ModelVersion:
         task=row.task,
         run_id=row.run_id,
         owner=row.owner,
-        created_at=_utc(row.created_at),
+        created_at=row.created_at,
         artifacts=row.artifacts,
         signature=row.signature,
         metrics=row.metrics,
@@ -153,10 +153,6 @@ def _from_row(row: Any) -> ModelVersion:
         status=row.status,
         meta=row.meta,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def resolve(conn: Connection, ref: str) -> ModelVersion:
@@ -194,7 +190,7 @@ def list_models(conn: Connection) -> list[tuple[Model, ModelVersion | None, int]
     result = []
     for row in conn.execute(sa.select(models).order_by(models.c.name)).all():
         versions = list_versions(conn, row.name)
-        model = Model(row.name, row.owner, _utc(row.created_at), row.task, row.description)
+        model = Model(row.name, row.owner, row.created_at, row.task, row.description)
         result.append((model, versions[-1] if versions else None, len(versions)))
     return result
 

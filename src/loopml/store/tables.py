@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,15 +18,33 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A time stamp read back timezone-aware, in UTC, from every backend.
+
+    PostgreSQL keeps the zone; SQLite stores none and hands back naive values. Every
+    time loopml writes is UTC, so a naive value read back is UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
 
 datasets = Table(
     "datasets",
     metadata,
     Column("name", String(200), primary_key=True),
     Column("owner", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("description", Text, nullable=False, default=""),
 )
 
@@ -38,7 +59,7 @@ dataset_versions = Table(
     Column("files", JSON, nullable=False),
     Column("source", Text, nullable=False),
     Column("owner", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("rows_read", BigInteger, nullable=False),
     Column("rows_quarantined", BigInteger, nullable=False),
     Column("quarantine", JSON, nullable=True),
@@ -58,14 +79,14 @@ objects = Table(
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 audit_events = Table(
     "audit_events",
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("time", DateTime(timezone=True), nullable=False),
+    Column("time", UTCDateTime(), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
     Column("target", Text, nullable=False),
@@ -94,7 +115,7 @@ lineage_edges = Table(
     Column("source", String(300), nullable=False, index=True),
     Column("target", String(300), nullable=False, index=True),
     Column("activity", String(300), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # Pipelines: one row per run, one per step of a run; enough to resume a crashed run.
@@ -109,8 +130,8 @@ pipeline_runs = Table(
     Column("executor", String(50), nullable=False),
     Column("status", String(20), nullable=False),
     Column("owner", String(200), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
     Column("error", Text, nullable=True),
 )
 
@@ -126,8 +147,8 @@ step_runs = Table(
     Column("output", String(250), nullable=True),
     Column("output_id", String(64), nullable=True),
     Column("error", Text, nullable=True),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("ended_at", UTCDateTime(), nullable=True),
 )
 
 # The content-addressed step cache: same kind, definition, code and input versions,
@@ -138,7 +159,7 @@ step_cache = Table(
     Column("key", String(64), primary_key=True),
     Column("output", String(250), nullable=False),
     Column("output_id", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 schedules = Table(
@@ -148,9 +169,9 @@ schedules = Table(
     Column("spec_path", Text, nullable=False),
     Column("cron", String(100), nullable=False),
     Column("off_peak", String(20), nullable=True),
-    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_run_at", UTCDateTime(), nullable=True),
     Column("last_run_id", String(32), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # Tracked runs. ``metrics`` holds each metric's latest value so listing and comparing
@@ -164,8 +185,8 @@ runs = Table(
     Column("status", String(20), nullable=False),
     Column("owner", String(200), nullable=False),
     Column("parent_id", String(32), nullable=True, index=True),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
     Column("params", JSON, nullable=False),
     Column("metrics", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
@@ -194,7 +215,7 @@ models = Table(
     metadata,
     Column("name", String(200), primary_key=True),
     Column("owner", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("task", String(20), nullable=False),
     Column("description", Text, nullable=False, default=""),
 )
@@ -209,7 +230,7 @@ model_versions = Table(
     Column("task", String(20), nullable=False),
     Column("run_id", String(32), nullable=False),
     Column("owner", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("artifacts", JSON, nullable=False),
     Column("signature", JSON, nullable=False),
     Column("metrics", JSON, nullable=False),
@@ -227,7 +248,7 @@ model_aliases = Table(
     Column("model", String(200), ForeignKey("models.name"), primary_key=True),
     Column("alias", String(100), primary_key=True),
     Column("number", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", String(200), nullable=False),
 )
 
@@ -242,7 +263,7 @@ alias_moves = Table(
     Column("kind", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
-    Column("time", DateTime(timezone=True), nullable=False),
+    Column("time", UTCDateTime(), nullable=False),
 )
 
 # Status decisions on versions (approved, rejected, archived): who and why.
@@ -255,5 +276,5 @@ model_decisions = Table(
     Column("status", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
-    Column("time", DateTime(timezone=True), nullable=False),
+    Column("time", UTCDateTime(), nullable=False),
 )

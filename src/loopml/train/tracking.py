@@ -388,8 +388,8 @@ def _from_row(row: Any) -> Run:
         kind=row.kind,
         status=row.status,
         owner=row.owner,
-        started_at=_utc(row.started_at),
-        ended_at=_utc(row.ended_at) if row.ended_at else None,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
         parent_id=row.parent_id,
         params=row.params,
         metrics={k: (math.nan if v is None else v) for k, v in row.metrics.items()},
@@ -402,10 +402,6 @@ def _from_row(row: Any) -> Run:
         cost=row.cost,
         error=row.error,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def get(conn: Connection, run_id: str) -> Run:
