@@ -22,7 +22,6 @@ def export(
     fitted: Any,
     transformer: Any,
     plan: preprocess.FeaturePlan,
-    schema: Any,
     sample: Any = None,
 ) -> tuple[Any, str]:
     """The ONNX model, or None, and a note saying what happened."""

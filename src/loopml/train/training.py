@@ -357,7 +357,6 @@ def _train(
             fitted,
             transformer,
             plan,
-            data.table.schema,
             as_frame(
                 data.table.take(test_index[:256]),
                 plan.columns,
