@@ -18,12 +18,12 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from _spawn import spawn_measured as spawn  # bench/ is the script folder, on sys.path
 
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 CUSTOMERS = 50_000
@@ -185,28 +185,6 @@ def child(mode: str, folder: Path, workspace: Path, out: Path, rows: int) -> dic
     if mode == "pandas":
         return run_pandas(files, out)
     raise SystemExit(f"unknown child mode {mode!r}")
-
-
-def spawn(argv: list[str], timeout: float) -> dict:
-    """Runs ``argv``; returns its wall seconds, peak RSS and last stdout line, or an error."""
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
-        timer = threading.Timer(timeout, process.kill)
-        timer.start()
-        # wait4 rather than Popen.wait, because it also returns this child's own rusage.
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        timer.cancel()
-        code = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        stderr.seek(0)
-        text, err = stdout.read().decode(), stderr.read().decode()
-    if code != 0:
-        lines = [line.strip() for line in err.splitlines() if line.strip()] or ["(no stderr)"]
-        return {"error": f"exit {code}: {lines[-1]}"}
-    last = (text.strip().splitlines() or ["{}"])[-1]
-    return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "reported": json.loads(last)}
 
 
 def run_child(mode: str, folder: Path, workspace: Path, out: Path, rows: int) -> dict:

@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from _spawn import spawn_measured as spawn  # bench/ is the script folder, on sys.path
 
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 LOOPML_CLI = Path(sys.executable).parent / "loopml"
@@ -156,36 +156,6 @@ def loopml_fields(report: dict) -> dict:
     return {
         ("reported_seconds" if key == "seconds" else key): report.get(key) for key in REPORT_KEYS
     }
-
-
-def spawn(argv: list[str], timeout: float) -> dict:
-    """Runs ``argv``; returns its wall seconds, peak RSS and last stdout line, or an error."""
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        start = time.perf_counter()
-        try:
-            process = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
-        except OSError as exc:
-            return {"error": f"{argv[0]}: {exc}"}
-        timer = threading.Timer(timeout, process.kill)
-        timer.start()
-        # wait4 rather than Popen.wait, because it also returns this child's own rusage.
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        stderr.seek(0)
-        out, err = stdout.read().decode(), stderr.read().decode()
-    if process.returncode != 0:
-        lines = [line.strip() for line in err.splitlines() if line.strip()] or ["(no stderr)"]
-        return {"error": f"exit {process.returncode}: {lines[-1]}"}
-    # The JSON may be pretty-printed (the whole of stdout) or follow log lines (the last).
-    for text in [out, (out.strip().splitlines() or ["{}"])[-1]]:
-        try:
-            return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "reported": json.loads(text)}
-        except json.JSONDecodeError:
-            pass
-    return {"error": f"stdout is not JSON: {out.strip()[-200:]!r}"}
 
 
 def measure(name: str, csv: Path, contract: Path, workdir: Path, timeout: float) -> dict:
