@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from loopml.errors import StoreError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0007"
 _WRITE_LOCK_KEY = 0x6C6F6F706D6C  # "loopml"
 
 

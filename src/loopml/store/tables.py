@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -277,4 +278,100 @@ model_decisions = Table(
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("time", UTCDateTime(), nullable=False),
+)
+
+# One row per evaluation of a model version on a dataset version; ``report`` is the
+# StoredObject (JSON) holding the whole result, ``summary`` its headline figures.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("dataset", String(200), nullable=False),
+    Column("dataset_version", Integer, nullable=False),
+    Column("dataset_id", String(64), nullable=False),
+    Column("split", String(50), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The promotion gates of a model, as declared in the spec or the SDK.
+model_gates = Table(
+    "model_gates",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("gates", JSON, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# What a model card says that the records cannot: intended use and known limits.
+model_cards = Table(
+    "model_cards",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("intended_use", Text, nullable=False),
+    Column("limitations", Text, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Monitoring: one row per checked window (``kind`` drift or decay), the statistics in
+# JSON, so a model's drift and decay read back as a time series.
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("window_start", UTCDateTime(), nullable=True),
+    Column("window_end", UTCDateTime(), nullable=True),
+    Column("rows", BigInteger, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("statistics", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# An alert per (rule, fingerprint) while it is open: repeats bump ``count`` rather
+# than notifying again; ``notified`` lists the channels reached, escalation included.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_at", UTCDateTime(), nullable=False),
+    Column("last_at", UTCDateTime(), nullable=False),
+    Column("notified", JSON, nullable=False),
+    Column("escalated_at", UTCDateTime(), nullable=True),
+    Column("acked_by", String(200), nullable=True),
+    Column("acked_at", UTCDateTime(), nullable=True),
+)
+
+# A retrain policy's decisions: due (trigger and reason), then running, promoted,
+# rejected (gates) or failed; at most one in flight per model.
+retrain_decisions = Table(
+    "retrain_decisions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
 )

@@ -1,0 +1,1 @@
+"""Monitoring: prediction log, feedback, drift, decay, alerts and the retrain policy."""
