@@ -10,6 +10,7 @@ status and CLI exit code that the server and CLI map it to (by type, never by st
       |   x NotFound             a named dataset, version or object does not exist (404)
       |   x Conflict             the change collides with the current state (409)
       |   x UserCodeError        user code (a transform, a trainer) raised; names the step
+      |   x GateFailed           a promotion's gates failed; lists each failing gate (409)
       + AccessDenied             the acting identity may not do this (403, exit 3)
       + StoreError               I/O failure or corruption in a store (500, exit 4)
           x IntegrityError       a stored object does not match its checksum
@@ -78,6 +79,24 @@ class UserCodeError(InputError):
     """
 
     http_status = 422
+
+
+class GateFailed(InputError):
+    """A promotion was refused: the version fails one or more of the model's gates.
+
+    Attributes:
+        failures: one line per failing gate (what was measured, what the gate asks).
+    """
+
+    http_status = 409
+
+    def __init__(self, message: str, failures: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.failures = failures
+
+    def __str__(self) -> str:
+        lines = [super().__str__(), *(f"  - {line}" for line in self.failures)]
+        return "\n".join(lines)
 
 
 class AccessDenied(LoopMLError):

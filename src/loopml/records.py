@@ -214,3 +214,46 @@ class ModelVersion:
     def ref(self) -> str:
         """The version's stable name, ``model@number``."""
         return f"{self.model}@{self.number}"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model version measured on a dataset version; stored with the model version.
+
+    Attributes:
+        id: a random id (32 hex characters).
+        model: the model's name.
+        number: the version evaluated.
+        dataset: the dataset evaluated on, and ``dataset_version`` its number.
+        dataset_id: the dataset version's content id.
+        split: which rows: ``holdout`` (the training holdout, rebuilt exactly), ``test``
+            (the version's split column), or ``all``.
+        rows: how many rows were scored.
+        summary: the headline figures: metrics, fairness gaps, robustness drops.
+        report: the stored object holding the whole result (JSON).
+        created_by: who ran it.
+        created_at: when (UTC).
+    """
+
+    id: str
+    model: str
+    number: int
+    dataset: str
+    dataset_version: int
+    dataset_id: str
+    split: str
+    rows: int
+    summary: Mapping[str, Any]
+    report: StoredObject
+    created_by: str
+    created_at: datetime
+
+    @property
+    def model_ref(self) -> str:
+        """The version evaluated, ``model@number``."""
+        return f"{self.model}@{self.number}"
+
+    @property
+    def data_ref(self) -> str:
+        """The dataset version evaluated on, ``dataset@number``."""
+        return f"{self.dataset}@{self.dataset_version}"

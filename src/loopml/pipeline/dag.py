@@ -101,6 +101,9 @@ def compile_spec(spec: Spec) -> list[Step]:
         params["name"] = train.name or spec.name
         params["gpus"] = _options(train, spec.resources).resources.gpus
         params["cpus"] = _options(train, spec.resources).resources.cpus
+        if spec.evaluate is not None:
+            # Evaluating (and declaring the gates) is part of making the version.
+            params["evaluate"] = spec.evaluate.model_dump()
         steps[TRAIN_STEP] = Step(
             TRAIN_STEP, "train", params, (trains_on,), options=_options(train, spec.resources)
         )

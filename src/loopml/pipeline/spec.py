@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from loopml.config import parse_model
 from loopml.errors import InputError, NotFound, SpecError
+from loopml.evaluate.gates import check_gates_spec
 from loopml.features.timeseries import MAX_LAGS, parse_window
 
 SPEC_FILE = "loopml.yaml"
@@ -290,11 +291,24 @@ class Train(StepOptions):
 
 
 class Evaluate(_Model):
-    """Evaluation and promotion gates (validated now)."""
+    """Evaluation after training, and the model's promotion gates.
+
+    The gates are checked against every task's figures here, and against the
+    model's own task when the training step declares them.
+    """
 
     sensitive: list[str] = []
     slices: list[str] = []
     gates: dict[str, Any] = {}
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_gates_spec(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
 
 class Deploy(_Model):

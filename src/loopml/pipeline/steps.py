@@ -25,6 +25,8 @@ import orjson
 from loopml.data.ingest import ingest
 from loopml.data.sources import expand_paths
 from loopml.errors import InputError, NotFound
+from loopml.evaluate.evaluation import evaluate
+from loopml.evaluate.gates import Gates, set_gates
 from loopml.features import timeseries, transforms
 from loopml.features.boundary import function_of, importing, split_path
 from loopml.features.splits import split
@@ -260,4 +262,12 @@ def _train(ctx: Context, params: Mapping[str, Any], data: str, root: Path) -> Mo
             onnx=params.get("onnx", False),
             code_folder=root,
         )
-    return result.version
+    version = result.version
+    declared = params.get("evaluate")
+    if declared:
+        sensitive, slices = declared.get("sensitive") or (), declared.get("slices") or ()
+        if declared.get("gates"):
+            gates = Gates.from_spec(declared["gates"], sensitive=sensitive, slices=slices)
+            set_gates(ctx, version.model, gates)
+        evaluate(ctx, version, sensitive=sensitive, slices=slices)
+    return version

@@ -13,7 +13,9 @@ asked.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -59,16 +61,27 @@ def aliases(conn: Connection, model: str) -> dict[str, int]:
 
 
 def set_alias(
-    ctx: Context, model: str, alias: str, number: int, *, reason: str = ""
+    ctx: Context,
+    model: str,
+    alias: str,
+    number: int,
+    *,
+    reason: str = "",
+    action: str = "model.alias",
+    details: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Point ``alias`` at version ``number`` of ``model``.
+
+    Args:
+        action, details: the audit event's action and extra details (a promotion
+            records its gates, and whether it was forced).
 
     Raises:
         NotFound: no such model or version.
         InputError: a bad alias name.
     """
     check_alias(alias)
-    return _move(ctx, model, alias, number, reason, kind="set")
+    return _move(ctx, model, alias, number, reason, kind="set", action=action, details=details)
 
 
 def rollback(
@@ -112,7 +125,15 @@ def rollback(
 
 
 def _move(
-    ctx: Context, model: str, alias: str, number: int, reason: str, *, kind: str
+    ctx: Context,
+    model: str,
+    alias: str,
+    number: int,
+    reason: str,
+    *,
+    kind: str,
+    action: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     now = datetime.now(UTC)
     with ctx.write() as conn:
@@ -143,9 +164,9 @@ def _move(
         lineage.record(conn, [f"model:{version.ref}"], f"alias:{model}@{alias}", kind)
         ctx.audit(
             conn,
-            "model.alias" if kind == "set" else "model.rollback",
+            action or ("model.alias" if kind == "set" else "model.rollback"),
             f"alias:{model}@{alias}",
-            details={"number": number, "previous": previous, "reason": reason},
+            details={"number": number, "previous": previous, "reason": reason, **(details or {})},
         )
         return version
 

@@ -52,6 +52,12 @@ class ModelsAPI:
         """Move ``alias`` back to the version it pointed at before its current one."""
         return registry_aliases.rollback(self._ctx, name, alias, reason=reason)
 
+    def decisions(self, name: str, number: int) -> list[dict[str, object]]:
+        """Every status decision on a version, oldest first: status, who, why, when."""
+        with self._ctx.read() as conn:
+            versions.resolve(conn, f"{name}@{number}")  # NotFound for an unknown version
+            return registry_aliases.decisions(conn, name, number)
+
     def set_status(self, name: str, number: int, status: str, *, reason: str) -> ModelVersion:
         """Approve, reject, archive (or return to candidate) a version, saying why."""
         return registry_aliases.set_status(self._ctx, name, number, status, reason=reason)

@@ -1,0 +1,193 @@
+"""Promotion: move an alias to a version only when it passes the model's gates.
+
+``promote`` checks the version's newest evaluation on its own training holdout (made
+now, with the gates' sensitive and slice columns, when there is none). A
+"beat the champion" gate compares it with the current champion measured on the same
+holdout rows (evaluated now when that was never done). A version that fails any gate
+is refused with every failing gate listed, and nothing changes; ``force`` with a
+reason promotes it anyway, and the audit event records the failing gates and the
+reason. Rollback moves the alias back where it was, audited the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.context import Context
+from loopml.errors import GateFailed, InputError
+from loopml.evaluate import evaluation as evaluations
+from loopml.evaluate.gates import GateResult, Gates, require_gates
+from loopml.records import Evaluation, ModelVersion
+from loopml.registry import aliases, versions
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion did: the version, the alias and where it pointed before,
+    each gate's outcome, and whether failing gates were overridden."""
+
+    version: ModelVersion
+    alias: str
+    previous: int | None
+    gates: list[GateResult] = field(default_factory=list)
+    evaluation: str | None = None
+    champion_evaluation: str | None = None
+    forced: bool = False
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.version.model,
+            "version": self.version.number,
+            "alias": self.alias,
+            "previous": self.previous,
+            "forced": self.forced,
+            "reason": self.reason,
+            "evaluation": self.evaluation,
+            "champion_evaluation": self.champion_evaluation,
+            "gates": [g.to_dict() for g in self.gates],
+        }
+
+
+def check(
+    ctx: Context, ref: str, gates: Gates | None = None, *, trust: Sequence[str] = ()
+) -> tuple[ModelVersion, list[GateResult], Evaluation, Evaluation | None]:
+    """Check a version against its model's gates (or ``gates``), changing no alias.
+
+    Returns:
+        The version, each gate's result, its evaluation, and the champion's (or None).
+
+    Raises:
+        NotFound: no such model or version.
+        InputError: a gate names a figure the task does not have.
+    """
+    with ctx.read() as conn:
+        version = versions.resolve(conn, ref)
+        gates = gates if gates is not None else require_gates(conn, version.model)
+        champion_number = aliases.aliases(conn, version.model).get(CHAMPION)
+    gates.parsed(version.task)  # bad gates fail before any evaluation runs
+    own = _evaluation_of(ctx, version, version, gates, trust)
+    champion_evaluation = None
+    champion_values = None
+    champion_ref = None
+    if gates.beat_champion_by and champion_number not in (None, version.number):
+        with ctx.read() as conn:
+            champion = versions.resolve(conn, f"{version.model}@{champion_number}")
+        champion_ref = champion.ref
+        champion_evaluation = _evaluation_of(ctx, champion, version, gates, trust, own)
+        champion_values = champion_evaluation.summary["values"]
+    results = gates.check(version.task, own.summary["values"], champion_values, champion_ref)
+    return version, results, own, champion_evaluation
+
+
+def promote(
+    ctx: Context,
+    model: str,
+    number: int,
+    *,
+    alias: str = CHAMPION,
+    force: bool = False,
+    reason: str = "",
+    trust: Sequence[str] = (),
+) -> Promotion:
+    """Point ``alias`` at version ``number`` once it passes the model's gates.
+
+    Args:
+        force: promote even when gates fail; needs ``reason``, and is audited.
+        reason: why; recorded with the move.
+
+    Raises:
+        NotFound: no such model or version.
+        GateFailed: a gate fails and ``force`` is not given; nothing changed.
+        InputError: ``force`` without a reason, or a bad alias.
+
+    Example:
+        >>> ws.promote("fraud", 3, alias="champion")
+    """
+    aliases.check_alias(alias)
+    if force and not reason.strip():
+        raise InputError("a forced promotion needs a reason", hint="pass --reason TEXT")
+    version, results, own, champion = check(ctx, f"{model}@{number}", trust=trust)
+    failing = [r for r in results if not r.passed]
+    details: dict[str, Any] = {
+        "gates": [r.to_dict() for r in results],
+        "evaluation": own.id,
+        "forced": bool(failing) and force,
+    }
+    if failing and not force:
+        with ctx.write() as conn:
+            ctx.audit(
+                conn, "model.promote", f"alias:{model}@{alias}", outcome="refused", details=details
+            )
+        raise GateFailed(
+            f"{version.ref} fails {len(failing)} of {len(results)} gates; {alias} is unchanged",
+            [r.message for r in failing],
+            hint="improve the model, or pass --force --reason TEXT (audited)",
+        )
+    with ctx.read() as conn:
+        previous = aliases.aliases(conn, model).get(alias)
+    promoted = aliases.set_alias(
+        ctx,
+        model,
+        alias,
+        number,
+        reason=reason or "gates passed",
+        action="model.promote",
+        details=details,
+    )
+    return Promotion(
+        promoted,
+        alias,
+        previous,
+        results,
+        own.id,
+        champion.id if champion else None,
+        bool(failing) and force,
+        reason,
+    )
+
+
+def rollback(ctx: Context, model: str, alias: str = CHAMPION, *, reason: str = "") -> Promotion:
+    """Move ``alias`` back to the version it pointed at before (no gates: it served).
+
+    Raises:
+        Conflict: the alias is not set, or has nowhere earlier to go.
+    """
+    with ctx.read() as conn:
+        previous = aliases.aliases(conn, model).get(alias)
+    moved = aliases.rollback(ctx, model, alias, reason=reason)
+    return Promotion(moved, alias, previous, reason=reason or "rollback")
+
+
+def _evaluation_of(
+    ctx: Context,
+    version: ModelVersion,
+    rows_of: ModelVersion,
+    gates: Gates,
+    trust: Sequence[str],
+    like: Evaluation | None = None,
+) -> Evaluation:
+    """The newest evaluation of ``version`` on ``rows_of``'s training holdout that
+    measured what the gates need, or a new one."""
+    trained_on = rows_of.inputs[0] if rows_of.inputs else {}
+    split = f"holdout:{rows_of.ref}"
+    with ctx.read() as conn:
+        found = evaluations.latest(
+            conn, version.model, version.number, dataset_id=trained_on.get("id"), split=split
+        )
+    if found is not None and set(gates.sensitive) <= set(found.summary.get("sensitive", [])):
+        return found
+    data = like.data_ref if like is not None else trained_on.get("dataset")
+    return evaluations.evaluate(
+        ctx,
+        version,
+        data,
+        sensitive=gates.sensitive,
+        slices=gates.slices,
+        holdout_of=rows_of if rows_of is not version else None,
+        trust=trust,
+    )
