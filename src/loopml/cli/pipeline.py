@@ -109,3 +109,64 @@ def runs_show(
             )
 
     emit(as_json, data, render)
+
+
+def retrain(
+    spec: Annotated[Path, typer.Argument(help="The workload spec.")] = Path("loopml.yaml"),
+    trigger: Annotated[
+        str, typer.Option("--trigger", help="manual, drift, decay or schedule.")
+    ] = "manual",
+    reason: Annotated[str, typer.Option("--reason", help="Why; recorded and audited.")] = "",
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local or ray.")] = "local",
+    history: Annotated[
+        bool, typer.Option("--history", help="List the spec's model's retrains instead.")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrain the spec's model on the latest data; gate it; promote it if the policy says.
+
+    The new version must pass the gates and beat the champion on the same holdout.
+    Exits 1 when the retrain failed or was rejected.
+    """
+    from loopml.pipeline.spec import load_spec
+
+    with open_workspace(workspace) as ws:
+        if history:
+            loaded, _ = load_spec(spec)
+            model = (loaded.train.name if loaded.train else None) or loaded.name
+            found = [d.to_dict() for d in ws.pipelines.retrains(model)]
+
+            def listing(out) -> None:  # type: ignore[no-untyped-def]
+                if not found:
+                    out.print(f"{model} was never retrained")
+                for d in found:
+                    when = d["created_at"][:19]
+                    out.print(f"{when} {d['trigger']:<8} {d['status']:<18} {d['reason']}")
+
+            emit(as_json, {"model": model, "retrains": found}, listing)
+            return
+        decision = ws.pipelines.retrain(spec, trigger=trigger, reason=reason, executor=executor)
+    if decision is None:
+        data: dict[str, Any] = {
+            "status": "skipped",
+            "why": "not this policy's trigger, or a retrain is in flight",
+        }
+        emit(as_json, data, lambda out: out.print(f"retrain skipped: {data['why']}"))
+        return
+    data = decision.to_dict()
+
+    def render(out) -> None:  # type: ignore[no-untyped-def]
+        details = data["details"]
+        out.print(f"retrain {data['id'][:12]} of {data['model']}: {data['status']}")
+        if details.get("candidate"):
+            out.print(f"  candidate {details['candidate']}")
+        for gate in details.get("gates", []):
+            out.print(f"  {'pass' if gate['passed'] else 'FAIL'}  {gate['message']}")
+        for key in ("why", "error"):
+            if details.get(key):
+                out.print(f"  {key}: {details[key]}")
+
+    emit(as_json, data, render)
+    if data["status"] in {"failed", "rejected"}:
+        raise typer.Exit(1)

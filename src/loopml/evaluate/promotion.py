@@ -92,6 +92,7 @@ def promote(
     alias: str = CHAMPION,
     force: bool = False,
     reason: str = "",
+    gates: Gates | None = None,
     trust: Sequence[str] = (),
 ) -> Promotion:
     """Point ``alias`` at version ``number`` once it passes the model's gates.
@@ -99,6 +100,7 @@ def promote(
     Args:
         force: promote even when gates fail; needs ``reason``, and is audited.
         reason: why; recorded with the move.
+        gates: check these instead of the model's declared gates.
 
     Raises:
         NotFound: no such model or version.
@@ -111,7 +113,7 @@ def promote(
     aliases.check_alias(alias)
     if force and not reason.strip():
         raise InputError("a forced promotion needs a reason", hint="pass --reason TEXT")
-    version, results, own, champion = check(ctx, f"{model}@{number}", trust=trust)
+    version, results, own, champion = check(ctx, f"{model}@{number}", gates, trust=trust)
     failing = [r for r in results if not r.passed]
     details: dict[str, Any] = {
         "gates": [r.to_dict() for r in results],

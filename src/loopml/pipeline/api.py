@@ -9,7 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from loopml.context import Context
-from loopml.errors import NotFound
+from loopml.errors import InputError, NotFound
+from loopml.monitor import retrain as retrain_policy
+from loopml.monitor.retrain import RetrainDecision
+from loopml.pipeline import retrain as retraining
 from loopml.pipeline import schedule
 from loopml.pipeline.runner import EventFn, RunResult, run_pipeline
 from loopml.pipeline.schedule import ScheduleEntry
@@ -70,6 +73,49 @@ class PipelineAPI:
             hold_heavy=hold_heavy,
             on_event=on_event,
         )
+
+    def retrain(
+        self,
+        spec_path: str | Path = "loopml.yaml",
+        *,
+        trigger: str = "manual",
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+        executor: str = "local",
+        on_event: EventFn | None = None,
+    ) -> RetrainDecision | None:
+        """Retrain the spec's model if its policy acts on ``trigger``: run the pipeline
+        on the latest data, check the gates and the champion, promote or not.
+
+        Returns:
+            The final decision, or None when the policy does not act on the trigger or
+            a retrain of the model is already in flight.
+
+        Raises:
+            SpecError: the spec does not parse, or has no train step.
+        """
+        spec, root = load_spec(spec_path)
+        if spec.train is None:
+            raise InputError(f"{spec_path} has no train step: nothing to retrain")
+        model = spec.train.name or spec.name
+        decision = retrain_policy.decide(
+            self._ctx,
+            model,
+            retraining.policy_of(spec),
+            trigger,
+            reason or f"{trigger} retrain",
+            details,
+        )
+        if decision is None:
+            return None
+        return retraining.execute(
+            self._ctx, decision, spec, root, executor=executor, on_event=on_event
+        )
+
+    def retrains(self, model: str | None = None, limit: int = 50) -> list[RetrainDecision]:
+        """Retrain decisions, newest first, with what came of each."""
+        with self._ctx.read() as conn:
+            return retrain_policy.list_decisions(conn, model, limit)
 
     def schedule(self, spec_path: str | Path = "loopml.yaml") -> ScheduleEntry:
         """Register the spec's schedule (its cron and off-peak window)."""

@@ -1,0 +1,129 @@
+"""Act on a retrain decision: run the pipeline on the latest data, gate, promote.
+
+The new version must pass the model's gates and beat the champion on the same
+holdout rows (a ``beat_champion_by`` gate on the task's main metric, margin 0, is
+added when the gates declare none), so a regression is never promoted. A passing
+version is promoted at once when the policy says ``auto_promote``; otherwise it waits
+for approval. A retrain that fails leaves the champion where it is, and says why.
+Servers watching the alias swap to a promoted version with no downtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loopml.context import Context
+from loopml.errors import LoopMLError
+from loopml.evaluate import promotion
+from loopml.evaluate.gates import Gates, require_gates
+from loopml.governance import lineage
+from loopml.monitor import retrain as policy_store
+from loopml.monitor.retrain import RetrainDecision, RetrainPolicy
+from loopml.pipeline.runner import EventFn, run_pipeline
+from loopml.pipeline.spec import Spec
+from loopml.registry import versions
+
+# What "beat the champion" compares when the gates do not say.
+MAIN_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+
+
+def policy_of(spec: Spec) -> RetrainPolicy:
+    """The spec's retrain policy (``monitor: retrain:``); drift only, no auto-promotion,
+    when it declares none."""
+    declared = spec.monitor.retrain if spec.monitor is not None else None
+    alias = spec.deploy.alias if spec.deploy is not None else "champion"
+    if declared is None:
+        return RetrainPolicy(alias=alias)
+    return RetrainPolicy(on=tuple(declared.on), auto_promote=declared.auto_promote, alias=alias)
+
+
+def execute(
+    ctx: Context,
+    decision: RetrainDecision,
+    spec: Spec,
+    root: Path,
+    *,
+    executor: str = "local",
+    on_event: EventFn | None = None,
+) -> RetrainDecision:
+    """Run the retrain ``decision`` calls for, and record what came of it.
+
+    Returns:
+        The decision, final: promoted, awaiting_approval, rejected or failed. Errors
+        are recorded on it rather than raised, so a watcher keeps watching.
+    """
+    policy = RetrainPolicy(**decision.details.get("policy", policy_of(spec).get_params()))
+    policy_store.move(ctx, decision.id, "running")
+    try:
+        result = run_pipeline(ctx, spec, root, executor=executor, on_event=on_event)
+        details: dict[str, Any] = {"pipeline_run": result.id}
+        if result.status != "succeeded":
+            failed = [s.name for s in result.steps if s.status == "failed"]
+            errors = {s.name: s.error for s in result.steps if s.error}
+            return policy_store.move(
+                ctx,
+                decision.id,
+                "failed",
+                {**details, "error": f"pipeline {result.status}: {', '.join(failed)}", **errors},
+            )
+        trained = next((s for s in result.steps if s.step.kind == "train"), None)
+        if trained is None or trained.output is None:
+            return policy_store.move(
+                ctx, decision.id, "failed", {**details, "error": "the spec has no train step"}
+            )
+        if trained.status == "cached":
+            return policy_store.move(
+                ctx,
+                decision.id,
+                "rejected",
+                {
+                    **details,
+                    "candidate": trained.output,
+                    "why": "no new version: the data, settings and code are unchanged",
+                },
+            )
+        candidate = trained.output
+        with ctx.write() as conn:
+            lineage.record(conn, [f"retrain:{decision.id}"], f"model:{candidate}", "retrain")
+        gates = _gates(ctx, candidate)
+        version, results, _own, _champion = promotion.check(ctx, candidate, gates)
+        details.update(candidate=candidate, gates=[r.to_dict() for r in results])
+        failing = [r.message for r in results if not r.passed]
+        if failing:
+            return policy_store.move(
+                ctx, decision.id, "rejected", {**details, "why": "; ".join(failing)}
+            )
+        if not policy.auto_promote:
+            return policy_store.move(ctx, decision.id, "awaiting_approval", details)
+        promotion.promote(
+            ctx,
+            version.model,
+            version.number,
+            alias=policy.alias,
+            reason=f"retrain {decision.id[:12]} ({decision.trigger}): {decision.reason}",
+            gates=gates,
+        )
+        return policy_store.move(ctx, decision.id, "promoted", {**details, "alias": policy.alias})
+    except LoopMLError as exc:
+        return policy_store.move(ctx, decision.id, "failed", {"error": str(exc)})
+    except Exception as exc:  # a bug or a crash in user code: recorded, never raised
+        return policy_store.move(
+            ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"}
+        )
+
+
+def _gates(ctx: Context, candidate: str) -> Gates:
+    """The model's gates, with "beat the champion on the main metric" when they have
+    no such gate of their own."""
+    with ctx.read() as conn:
+        version = versions.resolve(conn, candidate)
+        declared = require_gates(conn, version.model)
+    params = declared.get_params()
+    beat = params["beat_champion_by"] or {MAIN_METRIC.get(version.task, "roc_auc"): 0.0}
+    return Gates(
+        params["thresholds"],
+        beat_champion_by=beat,
+        sensitive=params["sensitive"],
+        slices=params["slices"],
+    )
