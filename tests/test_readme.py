@@ -29,7 +29,7 @@ def test_the_sdk_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     generated = generate_transactions(tmp_path / "data" / "tx.csv", rows=3_000, seed=3)
     shutil.copyfile(contract_path(), tmp_path / "contracts" / "tx.yaml")
     monkeypatch.chdir(tmp_path)
-    snippet, training = _blocks("python")
+    snippet, training, evaluation = _blocks("python")[:3]
     exec(
         compile(snippet, str(README), "exec"), {}
     )  # the snippet's own assert checks fsck and audit
@@ -48,6 +48,15 @@ def test_the_sdk_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     with loopml.open(tmp_path / "ws") as ws:
         (notebook,) = ws.runs.ls("notebook")
         assert notebook.metrics == {"loss": 0.42} and notebook.status == "finished"
+
+    # Evaluation, gates and promotion continue on the trained model.
+    exec(compile(evaluation, str(README), "exec"), {})
+    assert capsys.readouterr().out.split() == ["holdout:fraud@1", "True", "champion", "fraud@1"]
+    html = (tmp_path / "fraud-1.html").read_text()
+    assert "<svg" in html and "<script" not in html and "age_band" in html
+    with loopml.open(tmp_path / "ws") as ws:
+        (stored,) = ws.evaluations.ls("fraud", 1)
+        assert stored.summary["values"]["demographic_parity_difference"] is not None
 
 
 @pytest.mark.slow
