@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +59,13 @@ class DataAPI:
             return [str(path) for path in pool.map(self._ctx.artifacts.local_path, hashes)]
 
     def batches(
-        self, ref: str | DatasetVersion, batch_size: int = 65_536
+        self,
+        ref: str | DatasetVersion,
+        batch_size: int = 65_536,
+        columns: Sequence[str] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream a version's rows as record batches, in bounded memory."""
-        import pyarrow.parquet as pq
-
-        for path in self.files(ref):
-            yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+        return stream_batches(self.files(ref), batch_size, columns)
 
     def schema(self, ref: str | DatasetVersion) -> pa.Schema:
         """The Arrow schema of a version's files."""
@@ -101,3 +101,28 @@ class DataAPI:
 
 
 __all__ = ["DataAPI", "IngestResult", "ProgressFn"]
+
+
+def stream_batches(
+    paths: Sequence[str], batch_rows: int = 65_536, columns: Sequence[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of Parquet files, holding about one row group in memory at a time.
+
+    Arrow's default pre-buffering reads ahead every row group a scan asks for and keeps
+    it: over a wide file, that is the whole file (1.9 GB of a 1M x 200 window). Here a
+    row group is read whole (decoded column by column in parallel, twice as fast as a
+    batch iterator) unless it is large, when it is read batch by batch.
+    """
+    import pyarrow.parquet as pq
+
+    wanted = None if columns is None else list(columns)
+    for path in paths:
+        parquet = pq.ParquetFile(path, pre_buffer=False)
+        for group in range(parquet.metadata.num_row_groups):
+            if parquet.metadata.row_group(group).num_rows <= 4 * batch_rows:
+                table = parquet.read_row_group(group, columns=wanted)
+                yield from table.to_batches(max_chunksize=batch_rows)
+            else:
+                yield from parquet.iter_batches(
+                    batch_size=batch_rows, row_groups=[group], columns=wanted
+                )
