@@ -7,9 +7,12 @@ artifacts elsewhere (PostgreSQL, S3); without it everything lives in the folder:
     artifacts: s3://ml-bucket/loopml
     s3_endpoint_url: http://127.0.0.1:9000
     owner: risk-ml@example.com
+    smtp: {host: smtp.example.com, port: 587, from: loopml@example.com, starttls: true}
+    alerts: {attempts: 5, backoff: 0.5, deadline: 60}   # how alert deliveries retry
 
 Environment variables override the file: ``LOOPML_METADATA_URL``,
-``LOOPML_ARTIFACTS_URL``, ``LOOPML_S3_ENDPOINT_URL``, ``LOOPML_USER``, ``LOOPML_PII_KEY``.
+``LOOPML_ARTIFACTS_URL``, ``LOOPML_S3_ENDPOINT_URL``, ``LOOPML_USER``, ``LOOPML_PII_KEY``;
+the SMTP login comes only from ``LOOPML_SMTP_USER`` and ``LOOPML_SMTP_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
 WORKSPACE_FILE = "workspace.yaml"
-_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner", "prices"}
+_KEYS = {"metadata", "artifacts", "s3_endpoint_url", "owner", "prices", "smtp", "alerts"}
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,11 @@ def decide(
         # SQLite already runs one writer at a time.
         conn.execute(sa.select(models.c.name).where(models.c.name == model).with_for_update())
         busy = conn.execute(
-            sa.select(retrain_decisions.c.id, retrain_decisions.c.created_at).where(
-                retrain_decisions.c.model == model, retrain_decisions.c.status.in_(IN_FLIGHT)
-            )
+            sa.select(
+                retrain_decisions.c.id,
+                retrain_decisions.c.created_at,
+                retrain_decisions.c.details,
+            ).where(retrain_decisions.c.model == model, retrain_decisions.c.status.in_(IN_FLIGHT))
         ).first()
         if busy is not None and now - busy.created_at < STALE_AFTER:
             return None
@@ -130,7 +132,12 @@ def decide(
             conn.execute(
                 retrain_decisions.update()
                 .where(retrain_decisions.c.id == busy.id)
-                .values(status="failed", finished_at=now, details={"error": "abandoned"})
+                # Keep what the decision was about (its trigger's evidence, the policy).
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    details={**(busy.details or {}), "error": "abandoned"},
+                )
             )
             ctx.audit(
                 conn,
