@@ -8,6 +8,7 @@
 from loopml.errors import AccessDenied as AccessDenied
 from loopml.errors import Conflict as Conflict
 from loopml.errors import ContractViolation as ContractViolation
+from loopml.errors import GateFailed as GateFailed
 from loopml.errors import InputError as InputError
 from loopml.errors import IntegrityError as IntegrityError
 from loopml.errors import LoopMLError as LoopMLError
@@ -24,6 +25,7 @@ __all__ = [
     "AccessDenied",
     "Conflict",
     "ContractViolation",
+    "GateFailed",
     "InputError",
     "IntegrityError",
     "LoopMLError",

@@ -12,10 +12,16 @@ if TYPE_CHECKING:
     from loopml.context import Context
     from loopml.data.api import DataAPI
     from loopml.data.ingest import IngestResult
+    from loopml.evaluate.api import EvaluationsAPI
+    from loopml.evaluate.promotion import Promotion
     from loopml.features.api import FeaturesAPI
     from loopml.governance.api import AuditAPI
+    from loopml.monitor.alerts import AlertsAPI
+    from loopml.monitor.api import MonitorAPI
     from loopml.pipeline.api import PipelineAPI
+    from loopml.records import Evaluation
     from loopml.registry.api import ModelsAPI
+    from loopml.serve.batch import BatchResult
     from loopml.store.maintenance import FsckReport, GcReport
     from loopml.train.api import RunsAPI
     from loopml.train.training import TrainResult
@@ -38,6 +44,9 @@ class Workspace:
         self._pipelines: PipelineAPI | None = None
         self._runs: RunsAPI | None = None
         self._models: ModelsAPI | None = None
+        self._monitor: MonitorAPI | None = None
+        self._alerts: AlertsAPI | None = None
+        self._evaluations: EvaluationsAPI | None = None
 
     @property
     def data(self) -> DataAPI:
@@ -84,6 +93,71 @@ class Workspace:
             self._models = ModelsAPI(self.ctx)
         return self._models
 
+    @property
+    def monitor(self) -> MonitorAPI:
+        """Drift checks of models over their prediction log or a dataset, as a time series."""
+        if self._monitor is None:
+            from loopml.monitor.api import MonitorAPI
+
+            self._monitor = MonitorAPI(self.ctx)
+        return self._monitor
+
+    @property
+    def alerts(self) -> AlertsAPI:
+        """Monitoring alerts: list, acknowledge, escalate, and evaluate rules."""
+        if self._alerts is None:
+            from loopml.monitor.alerts import AlertsAPI
+
+            self._alerts = AlertsAPI(self.ctx)
+        return self._alerts
+
+    @property
+    def evaluations(self) -> EvaluationsAPI:
+        """Evaluations, reports, model cards, gates and promotion."""
+        if self._evaluations is None:
+            from loopml.evaluate.api import EvaluationsAPI
+
+            self._evaluations = EvaluationsAPI(self.ctx)
+        return self._evaluations
+
+    def evaluate(self, ref: str, data: str | None = None, **options: Any) -> Evaluation:
+        """Evaluate a model version and store the result with it.
+
+        See ``loopml.evaluate.evaluation.evaluate`` for the options (target, sensitive,
+        slices, check_robustness, threshold).
+
+        Example:
+            >>> found = ws.evaluate("fraud@champion", sensitive=["age_band"])
+            >>> found.summary["values"]["roc_auc"]
+        """
+        return self.evaluations.run(ref, data, **options)
+
+    def promote(
+        self, model: str, number: int, alias: str = "champion", **options: Any
+    ) -> Promotion:
+        """Point ``alias`` at a version once it passes the model's gates (``force``,
+        ``reason`` override a failure, audited)."""
+        return self.evaluations.promote(model, number, alias=alias, **options)
+
+    def rollback(self, model: str, alias: str = "champion", reason: str = "") -> Promotion:
+        """Move ``alias`` back to the version it pointed at before."""
+        return self.evaluations.rollback(model, alias, reason=reason)
+
+    def predict(self, model: str, *, data: str, out: str, **options: Any) -> BatchResult:
+        """Score dataset version ``data`` with ``model`` into a new version of ``out``.
+
+        See ``loopml.serve.batch.predict_dataset`` for the options (executor,
+        batch_rows, keep, address, workers).
+
+        Example:
+            >>> result = ws.predict("fraud@champion", data="transactions@7", out="tx_scored")
+            >>> result.version.ref
+            'tx_scored@1'
+        """
+        from loopml.serve.batch import predict_dataset
+
+        return predict_dataset(self.ctx, model, data, out, **options)
+
     def train(self, name: str, data: str, target: str | None = None, **options: Any) -> TrainResult:
         """Train model ``name`` on ``data`` and register its next version.
 
@@ -96,6 +170,19 @@ class Workspace:
             'fraud@1'
         """
         return self.runs.train(name, data, target, **options)
+
+    def serve(self, ref: str, **options: Any) -> None:
+        """Serve model ``ref`` over HTTP until interrupted (blocking).
+
+        See ``loopml.serve.server.serve`` for the options (host, port, workers,
+        max_batch, max_wait_ms, canary, shadow, ssl_certfile, executor, replicas...).
+
+        Example:
+            >>> ws.serve("fraud@champion", port=8000, workers=2)
+        """
+        from loopml.serve.server import serve
+
+        serve(self.ctx, ref, **options)
 
     def lineage(self, asset: str, direction: str = "upstream") -> list[Any]:
         """Lineage edges from ``asset`` (``dataset:tx@3``, or ``tx@3``) up or downstream."""

@@ -1,6 +1,6 @@
 """Regression tests for the review fixes, driven through the ``loopml`` executable: usage
-errors, human ``data show``, ``--from`` without ``--query``, where ``init`` and ``demo``
-write, settings that survive a second ``init``, and a tampered audit chain."""
+errors, human ``data show``, ``--from`` without ``--query``, where ``init`` writes,
+settings that survive a second ``init``, and a tampered audit chain."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 LOOPML = Path(sys.executable).with_name("loopml")
-DEMO_ROWS = 2000
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -142,52 +141,6 @@ def test_second_init_merges_into_the_workspace_file(tmp_path: Path) -> None:
     assert settings["artifacts"] == str(other)
     assert data["owner"] == "bob"
     assert data["artifacts"] == str(other)
-
-
-# --- demo ------------------------------------------------------------------------------------
-
-
-def test_demo_ignores_the_workspace_variable(tmp_path: Path) -> None:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    elsewhere = tmp_path / "some" / "ws"
-
-    summary = one_json_object(
-        run(
-            ["demo", "--rows", str(DEMO_ROWS), "--json"],
-            cwd,
-            env=clean_env(LOOPML_WORKSPACE=str(elsewhere)),
-        )
-    )
-
-    assert Path(summary["workspace"]) == cwd / "demo-workspace"
-    assert (cwd / "demo-workspace" / "loopml.db").is_file()
-    assert summary["ingest"]["rows_read"] == DEMO_ROWS
-    assert not (tmp_path / "some").exists()
-
-
-def test_demo_writes_into_the_global_workspace_option(tmp_path: Path) -> None:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    target = tmp_path / "x"
-
-    summary = one_json_object(
-        run(["-w", str(target), "demo", "--rows", str(DEMO_ROWS), "--json"], cwd)
-    )
-
-    assert Path(summary["workspace"]) == target
-    assert (target / "loopml.db").is_file()
-    assert summary["ingest"]["rows_read"] == DEMO_ROWS
-    # The demo trains on the time split of what it ingested, after a search.
-    trained = summary["train"]
-    assert (trained["model"], trained["model_version"], trained["search"]["trials"]) == (
-        "fraud",
-        1,
-        6,
-    )
-    assert trained["data"][0]["dataset"] == "transactions_split@1"
-    assert 0 <= trained["metrics"]["roc_auc"] <= 1
-    assert list(cwd.iterdir()) == []
 
 
 # --- audit -----------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ def test_every_section_of_the_fraud_example_parses(write: Write, project: Path) 
         0.2,
         10000,
     )
-    assert [(a.on, a.severity, a.escalate_after) for a in monitor.alerts] == [
+    assert [(a["on"], a["severity"], a["escalate_after"]) for a in monitor.alerts] == [
         ("drift", "warning", "30m")
     ]
     assert monitor.retrain is not None

@@ -12,12 +12,17 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, features, model, schedule
+from loopml.cli import alerts, audit, data, features, model, schedule
 from loopml.cli._common import invocation
 from loopml.cli.demo import demo
+from loopml.cli.evaluate import evaluate, promote, rollback
+from loopml.cli.feedback import feedback
 from loopml.cli.ingest import ingest
-from loopml.cli.pipeline import pipeline_app, run
+from loopml.cli.monitor import monitor
+from loopml.cli.pipeline import pipeline_app, retrain, run, watch
+from loopml.cli.predict import predict
 from loopml.cli.schedule import scheduler
+from loopml.cli.serve import serve
 from loopml.cli.split import split
 from loopml.cli.train import runs_app, train
 from loopml.cli.transform import lineage, transform
@@ -61,8 +66,17 @@ app.command()(fsck)
 app.command()(gc)
 app.command()(demo)
 app.command()(train)
+app.command()(evaluate)
+app.command()(promote)
+app.command()(rollback)
 app.command()(run)
+app.command()(retrain)
+app.command()(watch)
+app.command()(predict)
+app.command()(feedback)
 app.command()(scheduler)
+app.command()(serve)
+app.command()(monitor)
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
 app.add_typer(features.app, name="features")
@@ -70,6 +84,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(model.app, name="model")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(alerts.app, name="alerts")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -211,6 +211,7 @@ def card(
         found = ws.evaluations.card(ref)
     text = markdown(found)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     emit(as_json, found, lambda console: console.print(text))
 

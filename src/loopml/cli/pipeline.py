@@ -170,3 +170,58 @@ def retrain(
     emit(as_json, data, render)
     if data["status"] in {"failed", "rejected"}:
         raise typer.Exit(1)
+
+
+def watch(
+    spec: Annotated[Path, typer.Argument(help="The workload spec.")] = Path("loopml.yaml"),
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between passes of the loop.")
+    ] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Rows (10000) or age (1h) of the log to check for drift."),
+    ] = None,
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local or ray.")] = "local",
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close the loop: check drift and decay of the served model, raise alerts, and
+    retrain, gate and promote when the spec's retrain policy says so."""
+    from loopml.pipeline.loop import watch as watch_loop
+
+    parsed: int | str | None = int(window) if window and window.isdigit() else window
+
+    def show(found: Any) -> None:
+        data = found.to_dict()
+        if as_json:
+            from loopml.cli._common import print_json
+
+            print_json(data)
+            return
+        out = console()
+        drift, decay, retrained = data["drift"], data["decay"], data["retrain"]
+        parts = [
+            f"drift {'FLAGGED' if drift['flagged'] else 'ok'} ({drift['rows']} rows)"
+            if drift
+            else "drift n/a",
+            f"decay {'FLAGGED' if decay['flagged'] else 'ok'}" if decay else "decay n/a",
+            f"{len(data['alerts'])} alert(s)",
+        ]
+        if retrained:
+            details = retrained["details"]
+            parts.append(f"retrain {retrained['status']} {details.get('candidate', '')}".strip())
+        out.print(f"{data['model']}: " + "; ".join(parts))
+        for note in data["notes"]:
+            out.print(f"  {note}")
+
+    with open_workspace(workspace) as ws:
+        watch_loop(
+            ws.ctx,
+            spec,
+            interval=interval,
+            iterations=1 if once else None,
+            window=parsed,
+            executor=executor,
+            on_tick=show,
+        )

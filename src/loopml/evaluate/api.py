@@ -71,8 +71,7 @@ class EvaluationsAPI:
     def gates(self, model: str) -> Gates | None:
         """A model's declared gates, or None."""
         with self._ctx.read() as conn:
-            versions.resolve(conn, model)
-            return get_gates(conn, model)
+            return get_gates(conn, versions.resolve(conn, model).model)
 
     def check(self, ref: str) -> list[GateResult]:
         """Check a version against its model's gates without promoting it."""

@@ -104,11 +104,6 @@ def evaluate(
     with ctx.read() as conn:
         version = ref if isinstance(ref, ModelVersion) else versions.resolve(conn, ref)
         run = tracking.get(conn, version.run_id)
-        trained_on = version.inputs[0] if version.inputs else {}
-        data_ref = data or trained_on.get("dataset")
-        if data_ref is None:
-            raise InputError(f"{version.ref} records no training data", hint="pass --data D@V")
-        dataset = resolve_dataset(conn, data_ref)
         rows_of = version
         if holdout_of is not None:
             rows_of = (
@@ -119,6 +114,12 @@ def evaluate(
             rows_run = tracking.get(conn, rows_of.run_id)
         else:
             rows_run = run
+        # By default, the data whose holdout is scored: the one it was trained on.
+        trained_on = rows_of.inputs[0] if rows_of.inputs else {}
+        data_ref = data or trained_on.get("dataset")
+        if data_ref is None:
+            raise InputError(f"{rows_of.ref} records no training data", hint="pass --data D@V")
+        dataset = resolve_dataset(conn, data_ref)
     label = target or run.params.get("target")
     if version.task == "anomaly" and label is None:
         raise InputError(
@@ -434,7 +435,7 @@ def read_report(ctx: Context, evaluation: Evaluation) -> dict[str, Any]:
     """The whole stored result of an evaluation, verified against its hash.
 
     Raises:
-        IntegrityError: the stored report was tampered with or truncated.
+        IntegrityError: the stored report was tampered with, truncated or deleted.
     """
     try:
         data = ctx.artifacts.read_bytes(evaluation.report.sha256)
@@ -442,6 +443,12 @@ def read_report(ctx: Context, evaluation: Evaluation) -> dict[str, Any]:
         raise IntegrityError(
             f"the report of evaluation {evaluation.id} is corrupt; refusing to read it",
             hint="evaluate the model again",
+        ) from exc
+    except NotFound as exc:
+        # The row is committed, so its object must exist: the store lost it.
+        raise IntegrityError(
+            f"the report of evaluation {evaluation.id} is missing from the store",
+            hint="evaluate the model again; `loopml fsck` lists every missing object",
         ) from exc
     report: dict[str, Any] = orjson.loads(data)
     return report

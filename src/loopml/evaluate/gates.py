@@ -146,11 +146,7 @@ class Gates:
             result.append((figure, *_parse(figure, expression)))
         for figure, margin in self.beat_champion_by.items():
             _check_figure(figure, known, task, prefix="beat_champion_by.")
-            if isinstance(margin, bool) or not isinstance(margin, int | float):
-                raise InputError(
-                    f"gate beat_champion_by.{figure}: the margin {margin!r} is not a number",
-                    hint="write a number such as 0.0 or 0.01",
-                )
+            _check_margin(figure, margin)
         if self.sensitive and task != "binary" and any(f in FAIRNESS for f in self.thresholds):
             raise InputError(f"fairness gates apply to binary classifiers, not {task} ones")
         return result
@@ -216,8 +212,9 @@ def check_gates_spec(gates: Mapping[str, Any]) -> Gates:
     for figure, expression in found.thresholds.items():
         _check_figure(figure, every, "loopml")
         _parse(figure, expression)
-    for figure in found.beat_champion_by:
+    for figure, margin in found.beat_champion_by.items():
         _check_figure(figure, every, "loopml", prefix="beat_champion_by.")
+        _check_margin(figure, margin)
     return found
 
 
@@ -227,6 +224,14 @@ def _check_figure(figure: str, known: Sequence[str], task: str, prefix: str = ""
         raise InputError(
             f"gate {prefix}{figure}: {task} evaluations have no figure {figure!r}",
             hint=f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(known)}",
+        )
+
+
+def _check_margin(figure: str, margin: object) -> None:
+    if isinstance(margin, bool) or not isinstance(margin, int | float):
+        raise InputError(
+            f"gate beat_champion_by.{figure}: the margin {margin!r} is not a number",
+            hint="write a number such as 0.0 or 0.01",
         )
 
 
@@ -247,6 +252,8 @@ def _parse(figure: str, expression: str | float) -> tuple[str, float]:
 
 def _unmeasured(figure: str, required: str) -> str:
     how = "evaluate it"
+    if figure in ROBUSTNESS:
+        how = "evaluate it with robustness on (without --no-robustness)"
     if figure in FAIRNESS:
         how = "declare the sensitive columns with the gates, or evaluate with --sensitive COL"
     return f"{figure} was not measured ({required} cannot be checked): {how}"
@@ -263,6 +270,7 @@ def set_gates(ctx: Context, model: str, gates: Gates) -> Gates:
     with ctx.write() as conn:
         latest = versions.resolve(conn, model)
         gates.parsed(latest.task)
+        model = latest.model  # gates are the model's, even when named as ``m@2``
         conn.execute(model_gates.delete().where(model_gates.c.model == model))
         conn.execute(
             model_gates.insert().values(
@@ -293,8 +301,7 @@ def require_gates(conn: Connection, model: str) -> Gates:
     Raises:
         NotFound: no such model.
     """
-    versions.resolve(conn, model)
-    found = get_gates(conn, model)
+    found = get_gates(conn, versions.resolve(conn, model).model)
     if found is None:
         return Gates()
     return found

@@ -1,7 +1,8 @@
 """Promotion: move an alias to a version only when it passes the model's gates.
 
 ``promote`` checks the version's newest evaluation on its own training holdout (made
-now, with the gates' sensitive and slice columns, when there is none). A
+now, with the gates' sensitive and slice columns, when there is none; a model with
+no gates needs none, so an unlabelled anomaly detector can be promoted). A
 "beat the champion" gate compares it with the current champion measured on the same
 holdout rows (evaluated now when that was never done). A version that fails any gate
 is refused with every failing gate listed, and nothing changes; ``force`` with a
@@ -18,7 +19,7 @@ from typing import Any
 from loopml.context import Context
 from loopml.errors import GateFailed, InputError
 from loopml.evaluate import evaluation as evaluations
-from loopml.evaluate.gates import GateResult, Gates, require_gates
+from loopml.evaluate.gates import ROBUSTNESS, GateResult, Gates, require_gates
 from loopml.records import Evaluation, ModelVersion
 from loopml.registry import aliases, versions
 
@@ -54,12 +55,21 @@ class Promotion:
 
 
 def check(
-    ctx: Context, ref: str, gates: Gates | None = None, *, trust: Sequence[str] = ()
-) -> tuple[ModelVersion, list[GateResult], Evaluation, Evaluation | None]:
+    ctx: Context,
+    ref: str,
+    gates: Gates | None = None,
+    *,
+    trust: Sequence[str] = (),
+    against: str = CHAMPION,
+) -> tuple[ModelVersion, list[GateResult], Evaluation | None, Evaluation | None]:
     """Check a version against its model's gates (or ``gates``), changing no alias.
 
+    ``against`` names the alias whose version the "beat the champion" margins compare
+    with (a retrain that deploys to ``prod`` must beat what ``prod`` serves).
+
     Returns:
-        The version, each gate's result, its evaluation, and the champion's (or None).
+        The version, each gate's result, its evaluation (None when there are no gates
+        to check), and the champion's (or None).
 
     Raises:
         NotFound: no such model or version.
@@ -68,8 +78,10 @@ def check(
     with ctx.read() as conn:
         version = versions.resolve(conn, ref)
         gates = gates if gates is not None else require_gates(conn, version.model)
-        champion_number = aliases.aliases(conn, version.model).get(CHAMPION)
+        champion_number = aliases.aliases(conn, version.model).get(against)
     gates.parsed(version.task)  # bad gates fail before any evaluation runs
+    if not gates.thresholds and not gates.beat_champion_by:
+        return version, [], None, None
     own = _evaluation_of(ctx, version, version, gates, trust)
     champion_evaluation = None
     champion_values = None
@@ -94,6 +106,7 @@ def promote(
     reason: str = "",
     gates: Gates | None = None,
     trust: Sequence[str] = (),
+    against: str = CHAMPION,
 ) -> Promotion:
     """Point ``alias`` at version ``number`` once it passes the model's gates.
 
@@ -101,6 +114,7 @@ def promote(
         force: promote even when gates fail; needs ``reason``, and is audited.
         reason: why; recorded with the move.
         gates: check these instead of the model's declared gates.
+        against: the alias the "beat the champion" margins compare with.
 
     Raises:
         NotFound: no such model or version.
@@ -113,11 +127,13 @@ def promote(
     aliases.check_alias(alias)
     if force and not reason.strip():
         raise InputError("a forced promotion needs a reason", hint="pass --reason TEXT")
-    version, results, own, champion = check(ctx, f"{model}@{number}", gates, trust=trust)
+    version, results, own, champion = check(
+        ctx, f"{model}@{number}", gates, trust=trust, against=against
+    )
     failing = [r for r in results if not r.passed]
     details: dict[str, Any] = {
         "gates": [r.to_dict() for r in results],
-        "evaluation": own.id,
+        "evaluation": own.id if own else None,
         "forced": bool(failing) and force,
     }
     if failing and not force:
@@ -137,7 +153,7 @@ def promote(
         model,
         alias,
         number,
-        reason=reason or "gates passed",
+        reason=reason or ("gates passed" if results else "no gates declared"),
         action="model.promote",
         details=details,
     )
@@ -146,7 +162,7 @@ def promote(
         alias,
         previous,
         results,
-        own.id,
+        own.id if own else None,
         champion.id if champion else None,
         bool(failing) and force,
         reason,
@@ -181,7 +197,7 @@ def _evaluation_of(
         found = evaluations.latest(
             conn, version.model, version.number, dataset_id=trained_on.get("id"), split=split
         )
-    if found is not None and set(gates.sensitive) <= set(found.summary.get("sensitive", [])):
+    if found is not None and _measures(found, gates):
         return found
     data = like.data_ref if like is not None else trained_on.get("dataset")
     return evaluations.evaluate(
@@ -193,3 +209,14 @@ def _evaluation_of(
         holdout_of=rows_of if rows_of is not version else None,
         trust=trust,
     )
+
+
+def _measures(found: Evaluation, gates: Gates) -> bool:
+    """Whether ``found`` measured what ``gates`` read: fairness across their sensitive
+    columns, and the robustness drops when a gate reads one (an evaluation made with
+    ``--no-robustness`` has none, and must not fail such a gate for that)."""
+    if not set(gates.sensitive) <= set(found.summary.get("sensitive", [])):
+        return False
+    values = found.summary.get("values", {})
+    figures = {*gates.thresholds, *gates.beat_champion_by}
+    return all(f in values for f in figures if f in ROBUSTNESS)

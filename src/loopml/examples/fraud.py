@@ -180,6 +180,7 @@ def generate_transactions(
     days: int = 60,
     dirty: bool = True,
     drift: bool = False,
+    first_id: int = 1,
 ) -> dict:
     """Write a CSV of synthetic card transactions and summarise what was written.
 
@@ -198,6 +199,8 @@ def generate_transactions(
         drift: shift the world: amounts about 1.6 times larger with a heavier tail, more
             online and electronics spend, and fraud that moves to fuel and pharmacy,
             the app channel and daytime.
+        first_id: the first row's ``tx_id``; later files of one source start after the
+            earlier ones' ids, so the ids stay unique across files.
 
     Returns:
         ``{"path": str, "rows": int, "fraud_rate": float, "dirty": {kind: count}}`` where
@@ -230,13 +233,13 @@ def generate_transactions(
     tx = _make_transactions(
         np.random.default_rng(transaction_seed), customers, rows, days * 86_400, drift
     )
-    table = _to_table(tx, customers, start_epoch)
+    table = _to_table(tx, customers, start_epoch, first_id)
 
     counts = dict.fromkeys(DIRTY_KINDS, 0)
     defects: dict[int, tuple[str, int, str]] = {}
     if dirty:
         defects, counts = _pick_defects(
-            np.random.default_rng(dirty_seed), tx["is_fraud"], _cents(tx["amount"])
+            np.random.default_rng(dirty_seed), tx["is_fraud"], _cents(tx["amount"]), first_id
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,7 +464,7 @@ def _device(
 
 
 def _to_table(
-    tx: dict[str, np.ndarray], customers: dict[str, np.ndarray], start_epoch: int
+    tx: dict[str, np.ndarray], customers: dict[str, np.ndarray], start_epoch: int, first_id: int
 ) -> pa.Table:
     """Build the Arrow table in column order, formatting values the way the CSV shows them."""
     n = len(tx["offset"])
@@ -476,7 +479,7 @@ def _to_table(
         return pc.take(pa.array(values, type=pa.string()), pa.array(index))
 
     columns = [
-        pa.array(np.arange(1, n + 1, dtype=np.int64)),
+        pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
         pa.array(start_epoch + tx["offset"].astype(np.int64), type=pa.timestamp("s")),
         pa.array(customers["id"][cust]),
         lookup(customers["email"], cust),
@@ -497,7 +500,7 @@ def _cents(amount: np.ndarray) -> np.ndarray:
 
 
 def _pick_defects(
-    rng: np.random.Generator, is_fraud: np.ndarray, cents: np.ndarray
+    rng: np.random.Generator, is_fraud: np.ndarray, cents: np.ndarray, first_id: int = 1
 ) -> tuple[dict[int, tuple[str, int, str]], dict[str, int]]:
     """Choose which rows to break and how; only legitimate rows, so labels stay intact.
 
@@ -520,12 +523,12 @@ def _pick_defects(
         counts[kind] = min(counts[kind], len(chosen))
         for _ in range(counts[kind]):
             row = chosen.pop()
-            defects[row] = _defect(rng, kind, row, int(cents[row]), broken)
+            defects[row] = _defect(rng, kind, row, int(cents[row]), broken, first_id)
     return defects, counts
 
 
 def _defect(
-    rng: np.random.Generator, kind: str, row: int, cents: int, broken: set[int]
+    rng: np.random.Generator, kind: str, row: int, cents: int, broken: set[int], first_id: int
 ) -> tuple[str, int, str]:
     """Return ``(kind, column, text)`` for one row broken the way upstream systems break them."""
     amount = f"{cents // 100}.{cents % 100:02d}"
@@ -547,7 +550,7 @@ def _defect(
         earlier = max(0, row - int(rng.integers(1, 200)))
         while earlier in broken:
             earlier -= 1
-        return kind, COLUMNS.index("tx_id"), str(earlier + 1)  # tx_id is row + 1
+        return kind, COLUMNS.index("tx_id"), str(earlier + first_id)  # row's id
     bad = ["not-a-date", "2026-13-01 09:00:00", "31/01/2026 14:05"][rng.integers(3)]
     return kind, COLUMNS.index("ts"), bad
 

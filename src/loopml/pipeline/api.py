@@ -92,7 +92,8 @@ class PipelineAPI:
             a retrain of the model is already in flight.
 
         Raises:
-            SpecError: the spec does not parse, or has no train step.
+            SpecError: the spec does not parse.
+            InputError: the spec has no train step.
         """
         spec, root = load_spec(spec_path)
         if spec.train is None:

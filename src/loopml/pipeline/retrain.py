@@ -20,9 +20,9 @@ from loopml.evaluate.gates import Gates, require_gates
 from loopml.governance import lineage
 from loopml.monitor import retrain as policy_store
 from loopml.monitor.retrain import RetrainDecision, RetrainPolicy
-from loopml.pipeline.runner import EventFn, run_pipeline
+from loopml.pipeline.runner import EventFn, RunResult, run_pipeline
 from loopml.pipeline.spec import Spec
-from loopml.registry import versions
+from loopml.registry import aliases, versions
 
 # What "beat the champion" compares when the gates do not say.
 MAIN_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
@@ -53,26 +53,61 @@ def execute(
         The decision, final: promoted, awaiting_approval, rejected or failed. Errors
         are recorded on it rather than raised, so a watcher keeps watching.
     """
-    policy = RetrainPolicy(**decision.details.get("policy", policy_of(spec).get_params()))
     policy_store.move(ctx, decision.id, "running")
     try:
         result = run_pipeline(ctx, spec, root, executor=executor, on_event=on_event)
+    except LoopMLError as exc:
+        return policy_store.move(ctx, decision.id, "failed", {"error": str(exc)})
+    except Exception as exc:  # a bug or a crash in user code: recorded, never raised
+        return policy_store.move(
+            ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"}
+        )
+    return settle(ctx, decision, spec, result)
+
+
+def after_scheduled_run(ctx: Context, spec: Spec, result: RunResult) -> RetrainDecision | None:
+    """Gate and promote what a scheduled pipeline run trained, when the spec's retrain
+    policy acts on ``schedule`` (None otherwise, or when a retrain is in flight)."""
+    policy = policy_of(spec)
+    if spec.train is None or not policy.acts_on("schedule") or result.status != "succeeded":
+        return None
+    model = spec.train.name or spec.name
+    decision = policy_store.decide(ctx, model, policy, "schedule", "scheduled pipeline run")
+    if decision is None:
+        return None
+    policy_store.move(ctx, decision.id, "running")
+    return settle(ctx, decision, spec, result)
+
+
+def settle(
+    ctx: Context, decision: RetrainDecision, spec: Spec, result: RunResult
+) -> RetrainDecision:
+    """Finish a running decision on the pipeline run it made: gate the trained
+    version against the champion, and promote it when the policy allows."""
+    policy = RetrainPolicy(**decision.details.get("policy", policy_of(spec).get_params()))
+    try:
         details: dict[str, Any] = {"pipeline_run": result.id}
         if result.status != "succeeded":
-            failed = [s.name for s in result.steps if s.status == "failed"]
+            failed = [f"{s.name}: {s.error}" for s in result.steps if s.status == "failed"]
+            # Each step's error under its own key: a step named like a detail
+            # ("error", "candidate") must not overwrite it.
             errors = {s.name: s.error for s in result.steps if s.error}
             return policy_store.move(
                 ctx,
                 decision.id,
                 "failed",
-                {**details, "error": f"pipeline {result.status}: {', '.join(failed)}", **errors},
+                {
+                    **details,
+                    "error": f"pipeline {result.status}: {'; '.join(failed)}",
+                    "step_errors": errors,
+                },
             )
         trained = next((s for s in result.steps if s.step.kind == "train"), None)
         if trained is None or trained.output is None:
             return policy_store.move(
                 ctx, decision.id, "failed", {**details, "error": "the spec has no train step"}
             )
-        if trained.status == "cached":
+        if trained.status == "cached" and _serves(ctx, trained.output, policy.alias):
             return policy_store.move(
                 ctx,
                 decision.id,
@@ -87,7 +122,10 @@ def execute(
         with ctx.write() as conn:
             lineage.record(conn, [f"retrain:{decision.id}"], f"model:{candidate}", "retrain")
         gates = _gates(ctx, candidate)
-        version, results, _own, _champion = promotion.check(ctx, candidate, gates)
+        # Compared with what the policy's alias serves: that is what it would replace.
+        version, results, _own, _champion = promotion.check(
+            ctx, candidate, gates, against=policy.alias
+        )
         details.update(candidate=candidate, gates=[r.to_dict() for r in results])
         failing = [r.message for r in results if not r.passed]
         if failing:
@@ -103,6 +141,7 @@ def execute(
             alias=policy.alias,
             reason=f"retrain {decision.id[:12]} ({decision.trigger}): {decision.reason}",
             gates=gates,
+            against=policy.alias,
         )
         return policy_store.move(ctx, decision.id, "promoted", {**details, "alias": policy.alias})
     except LoopMLError as exc:
@@ -111,6 +150,14 @@ def execute(
         return policy_store.move(
             ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"}
         )
+
+
+def _serves(ctx: Context, ref: str, alias: str) -> bool:
+    """Whether ``alias`` already points at the version ``ref`` (a cached training that
+    made some other version, never gated, is still a candidate)."""
+    with ctx.read() as conn:
+        version = versions.resolve(conn, ref)
+        return aliases.aliases(conn, version.model).get(alias) == version.number
 
 
 def _gates(ctx: Context, candidate: str) -> Gates:

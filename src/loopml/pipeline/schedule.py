@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from loopml.context import Context
 from loopml.errors import LoopMLError, SpecError
+from loopml.pipeline import retrain as retraining
 from loopml.pipeline.runner import RunResult, run_pipeline
 from loopml.pipeline.spec import SPEC_FILE, Schedule, Spec, load_spec, parse_off_peak
 from loopml.store.tables import pipeline_runs, schedules
@@ -129,7 +130,9 @@ def run_due(ctx: Context, now: datetime | None = None, executor: str = "local") 
         if held and open_window:
             for run_id in held:
                 try:
-                    results.append(run_pipeline(ctx, resume=run_id, executor=executor))
+                    resumed = run_pipeline(ctx, resume=run_id, executor=executor)
+                    retraining.after_scheduled_run(ctx, load_spec(entry.spec_path)[0], resumed)
+                    results.append(resumed)
                 except LoopMLError as exc:
                     _record(ctx, entry.pipeline, now, run_id, error=exc.message)
             continue
@@ -144,6 +147,8 @@ def run_due(ctx: Context, now: datetime | None = None, executor: str = "local") 
             _record(ctx, entry.pipeline, now, None, error=exc.message)
             continue
         _record(ctx, entry.pipeline, now, result.id)
+        # A policy that retrains on schedule gates (and may promote) what the run trained.
+        retraining.after_scheduled_run(ctx, spec, result)
         results.append(result)
     return results
 

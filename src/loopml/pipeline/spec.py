@@ -19,6 +19,7 @@ from loopml.config import parse_model
 from loopml.errors import InputError, NotFound, SpecError
 from loopml.evaluate.gates import check_gates_spec
 from loopml.features.timeseries import MAX_LAGS, parse_window
+from loopml.monitor.alert_rules import parse_rules
 
 SPEC_FILE = "loopml.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -325,14 +326,8 @@ class Drift(_Model):
     test: Literal["psi", "ks", "chi2", "js"] = "psi"
     threshold: float = Field(default=0.2, gt=0)
     window: int | str = 10_000
-
-
-class Alert(_Model):
-    on: Literal["drift", "decay", "error_rate", "latency"] = Field(alias="on")
-    severity: Literal["info", "warning", "critical"] = "warning"
-    notify: list[str] = ["log"]
-    escalate_after: str | None = None
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # The share of drifted input columns that makes a window drifted.
+    share: float = Field(default=0.5, gt=0, le=1)
 
 
 class Retrain(_Model):
@@ -344,8 +339,18 @@ class Monitor(_Model):
     """Monitoring, alerts and retraining (validated now)."""
 
     drift: Drift = Drift()
-    alerts: list[Alert] = []
+    # Alert rules keep the form ``loopml.monitor.alert_rules`` reads (and validates here).
+    alerts: list[dict[str, Any]] = []
     retrain: Retrain | None = None
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            parse_rules(value)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
 
 class Spec(_Model):

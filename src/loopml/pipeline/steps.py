@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from loopml.data.api import DataAPI
 from loopml.data.ingest import ingest
 from loopml.data.sources import expand_paths
 from loopml.errors import InputError, NotFound
@@ -34,6 +35,7 @@ from loopml.features.transforms import read_sql_file
 from loopml.pipeline.dag import Step
 from loopml.records import ModelVersion
 from loopml.store.artifacts import file_sha256
+from loopml.train.inputs import infer_task
 from loopml.train.training import train
 
 if TYPE_CHECKING:
@@ -241,6 +243,16 @@ def execute(
 
 def _train(ctx: Context, params: Mapping[str, Any], data: str, root: Path) -> ModelVersion:
     search = params.get("search") or {}
+    declared = params.get("evaluate") or {}
+    sensitive, slices = declared.get("sensitive") or (), declared.get("slices") or ()
+    gates = None
+    if declared.get("gates"):
+        gates = Gates.from_spec(declared["gates"], sensitive=sensitive, slices=slices)
+        # A gate on a figure this task lacks (rmse for a classifier) fails now, before a
+        # version is registered, not after.
+        task = params.get("task") or _task_of(ctx, data, params.get("target"))
+        if task is not None:
+            gates.parsed(task)
     with importable_from(root):
         result = train(
             ctx,
@@ -263,11 +275,26 @@ def _train(ctx: Context, params: Mapping[str, Any], data: str, root: Path) -> Mo
             code_folder=root,
         )
     version = result.version
-    declared = params.get("evaluate")
     if declared:
-        sensitive, slices = declared.get("sensitive") or (), declared.get("slices") or ()
-        if declared.get("gates"):
-            gates = Gates.from_spec(declared["gates"], sensitive=sensitive, slices=slices)
+        if gates is not None:
             set_gates(ctx, version.model, gates)
         evaluate(ctx, version, sensitive=sensitive, slices=slices)
     return version
+
+
+def _task_of(ctx: Context, data: str, target: str | None) -> str | None:
+    """The task training will infer from ``data``'s target, or None when it cannot
+    be told here (training then says what is wrong with the target)."""
+    import pyarrow.compute as pc
+
+    if target is None:
+        return "anomaly"
+    try:
+        column = DataAPI(ctx).read(data, columns=[target])
+    except (KeyError, ValueError, NotFound):
+        return None
+    if target not in column.schema.names:
+        return None
+    column = column.filter(pc.is_valid(column[target]))
+    field_type = str(column.schema.field(target).type)
+    return infer_task(field_type, column[target].to_numpy(zero_copy_only=False))

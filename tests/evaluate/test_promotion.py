@@ -1,0 +1,243 @@
+"""Promotion through gates, forced promotion, rollback and status decisions.
+
+Three versions of ``m`` are trained once on the same data, of known quality:
+``m@1`` sees only ``x1`` (middling; its holdout is drawn with another seed),
+``m@2`` only ``x2`` (weak), ``m@3`` every feature (strong). Each test gets a copy of
+that workspace, so it may move aliases and declare gates freely.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import roc_auc_score
+from tests.train._data import ingest, tabular
+from threadpoolctl import threadpool_limits
+
+import loopml
+from loopml.errors import GateFailed, InputError, NotFound
+from loopml.evaluate.gates import Gates
+from loopml.workspace import Workspace
+
+from .conftest import LOGISTIC, holdout_index
+
+FRAME = tabular(rows=1000)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("three")
+    with threadpool_limits(limits=1), loopml.open(root / "ws") as ws:
+        ingest(ws, "d", FRAME, root / "data")
+        ws.train("m", "d", "y", model=LOGISTIC, features=["x1"], seed=1)
+        ws.train("m", "d", "y", model=LOGISTIC, features=["x2"], seed=0)
+        ws.train("m", "d", "y", model=LOGISTIC, seed=0)
+    return root / "ws"
+
+
+@pytest.fixture
+def three(template: Path, tmp_path: Path) -> Iterator[Workspace]:
+    shutil.copytree(template, tmp_path / "ws")
+    with loopml.open(tmp_path / "ws") as ws:
+        yield ws
+
+
+def _promotions(ws: Workspace) -> list:
+    return ws.audit.ls(action="model.promote", target="alias:m@champion", limit=10_000)
+
+
+def test_the_versions_are_of_the_quality_the_tests_assume(three: Workspace) -> None:
+    auc = {n: three.models.get(f"m@{n}").metrics["roc_auc"] for n in (1, 2, 3)}
+    assert auc[2] + 0.05 < auc[1] < auc[3] - 0.05
+
+
+def test_beat_the_champion_is_measured_on_the_candidates_holdout_rows(three: Workspace) -> None:
+    ws = three
+    ws.evaluations.set_gates("m", {"roc_auc": ">= 0.55", "beat_champion_by": {"roc_auc": 0.0}})
+    first = ws.promote("m", 1)
+    assert (first.previous, first.champion_evaluation, first.forced) == (None, None, False)
+    assert ws.models.aliases("m") == {"champion": 1}
+
+    with pytest.raises(GateFailed) as caught:
+        ws.promote("m", 2)
+    assert len(caught.value.failures) == 1
+    assert caught.value.failures[0].startswith("beat_champion_by.roc_auc: roc_auc")
+    assert "fails" in caught.value.failures[0]
+    assert ws.models.aliases("m") == {"champion": 1}
+
+    # The champion was scored on m@2's holdout: the same rows as m@2, not its own.
+    (own,) = ws.evaluations.ls("m", 2)
+    on_candidate = [e for e in ws.evaluations.ls("m", 1) if e.split == "holdout:m@2"]
+    assert len(on_candidate) == 1
+    assert own.split == "holdout:m@2" and own.rows == on_candidate[0].rows == 200
+    candidate_rows = holdout_index(FRAME, "y", seed=0, stratify=True)
+    champion_rows = holdout_index(FRAME, "y", seed=1, stratify=True)
+    assert set(candidate_rows) != set(champion_rows)
+    rows = ws.data.read("d@1").take(candidate_rows)
+    expected = roc_auc_score(rows["y"].to_numpy(), ws.models.load("m@1").scores(rows))
+    assert on_candidate[0].summary["values"]["roc_auc"] == pytest.approx(expected, abs=1e-6)
+    gain = own.summary["values"]["roc_auc"] - expected
+    refused = _promotions(ws)[0]
+    assert refused.outcome == "refused"
+    (margin,) = [g for g in refused.details["gates"] if g["gate"] == "beat_champion_by.roc_auc"]
+    assert margin["measured"] == pytest.approx(gain, abs=1e-5) and gain < 0
+
+    promoted = ws.promote("m", 3)
+    assert (promoted.version.number, promoted.previous) == (3, 1)
+    assert all(g.passed for g in promoted.gates) and len(promoted.gates) == 2
+    champion = ws.evaluations.get(promoted.champion_evaluation or "")
+    assert (champion.model_ref, champion.split) == ("m@1", "holdout:m@3")
+    assert ws.models.aliases("m") == {"champion": 3}
+
+
+def test_a_refusal_is_audited_and_force_needs_a_reason_and_is_audited(three: Workspace) -> None:
+    ws = three
+    ws.evaluations.set_gates("m", {"roc_auc": ">= 0.9", "accuracy": 0.75})
+    ws.promote("m", 3)
+    assert ws.models.aliases("m") == {"champion": 3}
+
+    with pytest.raises(GateFailed) as caught:
+        ws.promote("m", 2)
+    assert "m@2 fails" in caught.value.message and "champion is unchanged" in caught.value.message
+    assert [f.split(" ")[0] for f in caught.value.failures] == ["roc_auc", "accuracy"]
+    assert "--force --reason" in (caught.value.hint or "")
+    refused = _promotions(ws)[0]
+    assert (refused.outcome, refused.actor, refused.details["forced"]) == (
+        "refused",
+        ws.actor,
+        False,
+    )
+    assert [g["passed"] for g in refused.details["gates"]] == [False, False]
+
+    for reason in ("", "   "):
+        with pytest.raises(InputError, match="reason"):
+            ws.promote("m", 2, force=True, reason=reason)
+    assert ws.models.aliases("m") == {"champion": 3}
+
+    forced = ws.promote("m", 2, force=True, reason="the outage needs the small model")
+    assert forced.forced and (forced.version.number, forced.previous) == (2, 3)
+    assert ws.models.aliases("m") == {"champion": 2}
+    event = _promotions(ws)[0]
+    assert event.outcome == "ok"
+    assert event.details["forced"] is True
+    assert event.details["reason"] == "the outage needs the small model"
+    assert (event.details["number"], event.details["previous"]) == (2, 3)
+    assert not any(g["passed"] for g in event.details["gates"])
+    moved_from = {e.source for e in ws.lineage("alias:m@champion")}
+    assert {"model:m@3", "model:m@2"} <= moved_from
+
+    back = ws.rollback("m", reason="outage over")
+    assert (back.version.number, back.previous) == (3, 2)
+    assert ws.models.aliases("m") == {"champion": 3}
+    rolled = ws.audit.ls(action="model.rollback", target="alias:m@champion")[0]
+    assert rolled.details["reason"] == "outage over" and rolled.details["number"] == 3
+    assert ws.audit.verify().ok
+
+
+def test_promoting_what_does_not_exist_changes_nothing(three: Workspace) -> None:
+    ws = three
+    ws.promote("m", 1)
+    events = len(ws.audit.ls(limit=10_000))
+    for model, number in (("m", 9), ("ghost", 1)):
+        with pytest.raises(NotFound):
+            ws.promote(model, number)
+    with pytest.raises(InputError, match="alias"):
+        ws.promote("m", 3, alias="has space")
+    assert ws.models.aliases("m") == {"champion": 1}
+    assert len(ws.audit.ls(limit=10_000)) == events
+    assert ws.evaluations.ls("m", 3) == []
+
+
+def test_fairness_gates_evaluate_the_declared_columns(three: Workspace) -> None:
+    ws = three
+    ws.evaluations.set_gates("m", {"demographic_parity_difference": "<= 0.9"})
+    with pytest.raises(GateFailed) as caught:
+        ws.promote("m", 3)
+    (failure,) = caught.value.failures
+    assert "not measured" in failure and "--sensitive" in failure
+    assert ws.models.aliases("m") == {}
+
+    ws.evaluations.set_gates("m", {"demographic_parity_difference": "<= 0.9"}, sensitive=["cat"])
+    done = ws.promote("m", 3)
+    used = ws.evaluations.get(done.evaluation or "")
+    assert used.summary["sensitive"] == ["cat"]
+    (gate,) = done.gates
+    assert gate.passed and gate.measured == used.summary["values"]["demographic_parity_difference"]
+    assert ws.models.aliases("m") == {"champion": 3}
+    # Checking again reuses that evaluation rather than scoring the rows again.
+    count = len(ws.evaluations.ls("m", 3))
+    assert [r.passed for r in ws.evaluations.check("m@3")] == [True]
+    assert len(ws.evaluations.ls("m", 3)) == count
+
+
+def test_decisions_record_who_and_why(three: Workspace) -> None:
+    ws = three
+    with pytest.raises(InputError, match="reason"):
+        ws.models.set_status("m", 3, "approved", reason="")
+    ws.models.set_status("m", 3, "approved", reason="passed the risk review")
+    ws.models.set_status("m", 2, "rejected", reason="too weak")
+    ws.models.set_status("m", 2, "archived", reason="")
+
+    assert ws.models.get("m@3").status == "approved"
+    assert ws.models.get("m@2").status == "archived"
+    approved = ws.models.decisions("m", 3)
+    assert [(d["status"], d["actor"], d["reason"]) for d in approved] == [
+        ("approved", ws.actor, "passed the risk review")
+    ]
+    assert [d["status"] for d in ws.models.decisions("m", 2)] == ["rejected", "archived"]
+    card = ws.evaluations.card("m@3")
+    assert card["status"] == "approved"
+    assert card["decisions"][0]["reason"] == "passed the risk review"
+    audited = ws.audit.ls(action="model.status", target="model:m@2", limit=10_000)
+    assert [e.details["to"] for e in audited] == ["archived", "rejected"]
+    assert {e.actor for e in audited} == {ws.actor}
+
+
+def test_a_robustness_gate_is_measured_even_after_an_evaluation_without_it(
+    three: Workspace,
+) -> None:
+    ws = three
+    quick = ws.evaluate("m@3", check_robustness=False)
+    ws.evaluations.set_gates("m", {"max_robustness_drop": "<= 0.5", "roc_auc": 0.9})
+
+    done = ws.promote("m", 3)
+
+    assert done.evaluation != quick.id  # that one measured no robustness: measured now
+    used = ws.evaluations.get(done.evaluation or "")
+    drop = used.summary["values"]["max_robustness_drop"]
+    assert (done.gates[0].gate, done.gates[0].passed, done.gates[0].measured) == (
+        "max_robustness_drop",
+        True,
+        drop,
+    )
+    # Without robustness measured, the gate says how to measure it.
+    (result,) = Gates({"max_robustness_drop": 0.5}).check("binary", quick.summary["values"])
+    assert not result.passed and "--no-robustness" in result.message
+
+
+def test_a_challenger_trained_on_new_data_is_compared_on_its_own_holdout(
+    three: Workspace, tmp_path: Path
+) -> None:
+    ws = three
+    newer = tabular(rows=500, seed=8)
+    ingest(ws, "d", newer, tmp_path / "data")
+    ws.train("m", "d@2", "y", model=LOGISTIC)  # m@4
+    ws.evaluations.set_gates("m", {"beat_champion_by": {"roc_auc": 0.0}})
+    ws.promote("m", 1)
+
+    done = ws.promote("m", 4)
+
+    champion = ws.evaluations.get(done.champion_evaluation or "")
+    assert (champion.model_ref, champion.data_ref, champion.split) == ("m@1", "d@2", "holdout:m@4")
+    rows = ws.data.read("d@2").take(holdout_index(newer, "y", seed=0, stratify=True))
+    assert champion.rows == len(rows) == 100
+    expected = roc_auc_score(rows["y"].to_numpy(), ws.models.load("m@1").scores(rows))
+    assert champion.summary["values"]["roc_auc"] == pytest.approx(expected, abs=1e-6)
+    # Asked directly, the holdout of m@4 is on the data m@4 was trained on.
+    direct = ws.evaluate("m@1", holdout_of="m@4", check_robustness=False)
+    assert (direct.data_ref, direct.split, direct.rows) == ("d@2", "holdout:m@4", 100)
+    with pytest.raises(InputError, match="not trained on d@1"):
+        ws.evaluate("m@1", "d@1", holdout_of="m@4")
