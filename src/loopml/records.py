@@ -226,8 +226,9 @@ class Evaluation:
         number: the version evaluated.
         dataset: the dataset evaluated on, and ``dataset_version`` its number.
         dataset_id: the dataset version's content id.
-        split: which rows: ``holdout`` (the training holdout, rebuilt exactly), ``test``
-            (the version's split column), or ``all``.
+        split: which rows: ``holdout:MODEL@N`` (that version's training holdout, rebuilt
+            exactly), ``test`` (the version's split column), or ``all``; with
+            ``|unseen:MODEL@M`` when the rows version M trained on were left out.
         rows: how many rows were scored.
         summary: the headline figures: metrics, fairness gaps, robustness drops.
         report: the stored object holding the whole result (JSON).

@@ -90,16 +90,20 @@ def test_retrain_reports_its_outcome_and_exits_1_when_nothing_is_promoted(
     assert data["details"]["candidate"] == "m@2"
     assert [g["gate"] for g in data["details"]["gates"]] == ["beat_champion_by.roc_auc"]
 
-    # Nothing changed since: no new version, rejected, exit 1, said in words.
+    # Nothing changed since: no new version, rejected, said in words; not a failure.
     rejected = loopml_cli(root, "retrain", str(spec))
-    assert rejected.returncode == 1
+    assert rejected.returncode == 0
     assert "rejected" in rejected.stdout and "no new version" in rejected.stdout
 
     skipped = loopml_cli(root, "retrain", str(spec), "--trigger", "decay", "--json")
     assert skipped.returncode == 0 and one_object(skipped)["status"] == "skipped"
 
+    # Drift right after a rejected retrain waits out the policy's cooldown...
+    cooling = loopml_cli(root, "retrain", str(spec), "--trigger", "drift", "--json")
+    assert cooling.returncode == 0 and one_object(cooling)["status"] == "skipped"
+    # ...a person does not.
     (spec.parent / "data" / "1.csv").write_text("uid,x1\nu-1,oops\n")  # no target any more
-    failed = loopml_cli(root, "retrain", str(spec), "--trigger", "drift", "--json")
+    failed = loopml_cli(root, "retrain", str(spec), "--trigger", "manual", "--json")
     assert failed.returncode == 1
     broken = one_object(failed)
     assert broken["status"] == "failed" and broken["details"]["error"].startswith("pipeline failed")
@@ -109,7 +113,7 @@ def test_retrain_reports_its_outcome_and_exits_1_when_nothing_is_promoted(
     listed = one_object(history)
     assert listed["model"] == "m"
     assert [(r["trigger"], r["status"]) for r in listed["retrains"]] == [
-        ("drift", "failed"),
+        ("manual", "failed"),
         ("manual", "rejected"),
         ("manual", "promoted"),
     ]

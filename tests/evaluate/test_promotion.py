@@ -68,18 +68,24 @@ def test_beat_the_champion_is_measured_on_the_candidates_holdout_rows(three: Wor
     assert "fails" in caught.value.failures[0]
     assert ws.models.aliases("m") == {"champion": 1}
 
-    # The champion was scored on m@2's holdout: the same rows as m@2, not its own.
-    (own,) = ws.evaluations.ls("m", 2)
-    on_candidate = [e for e in ws.evaluations.ls("m", 1) if e.split == "holdout:m@2"]
-    assert len(on_candidate) == 1
-    assert own.split == "holdout:m@2" and own.rows == on_candidate[0].rows == 200
+    # Both were scored on the rows of m@2's holdout that m@1 did not train on either:
+    # the champion is never scored on rows it has seen.
+    compared = "holdout:m@2|unseen:m@1"
+    (own,) = [e for e in ws.evaluations.ls("m", 2) if e.split == compared]
+    (full,) = [e for e in ws.evaluations.ls("m", 2) if e.split == "holdout:m@2"]
+    on_candidate = [e for e in ws.evaluations.ls("m", 1) if e.split == compared]
+    assert len(on_candidate) == 1 and full.rows == 200
     candidate_rows = holdout_index(FRAME, "y", seed=0, stratify=True)
     champion_rows = holdout_index(FRAME, "y", seed=1, stratify=True)
-    assert set(candidate_rows) != set(champion_rows)
-    rows = ws.data.read("d@1").take(candidate_rows)
+    unseen = sorted(set(candidate_rows) & set(champion_rows))
+    assert set(candidate_rows) != set(champion_rows) and 0 < len(unseen) < 200
+    assert own.rows == on_candidate[0].rows == len(unseen)
+    rows = ws.data.read("d@1").take(unseen)
     expected = roc_auc_score(rows["y"].to_numpy(), ws.models.load("m@1").scores(rows))
+    mine = roc_auc_score(rows["y"].to_numpy(), ws.models.load("m@2").scores(rows))
     assert on_candidate[0].summary["values"]["roc_auc"] == pytest.approx(expected, abs=1e-6)
-    gain = own.summary["values"]["roc_auc"] - expected
+    assert own.summary["values"]["roc_auc"] == pytest.approx(mine, abs=1e-6)
+    gain = mine - expected
     refused = _promotions(ws)[0]
     assert refused.outcome == "refused"
     (margin,) = [g for g in refused.details["gates"] if g["gate"] == "beat_champion_by.roc_auc"]
@@ -89,7 +95,7 @@ def test_beat_the_champion_is_measured_on_the_candidates_holdout_rows(three: Wor
     assert (promoted.version.number, promoted.previous) == (3, 1)
     assert all(g.passed for g in promoted.gates) and len(promoted.gates) == 2
     champion = ws.evaluations.get(promoted.champion_evaluation or "")
-    assert (champion.model_ref, champion.split) == ("m@1", "holdout:m@3")
+    assert (champion.model_ref, champion.split) == ("m@1", "holdout:m@3|unseen:m@1")
     assert ws.models.aliases("m") == {"champion": 3}
 
 
@@ -231,7 +237,12 @@ def test_a_challenger_trained_on_new_data_is_compared_on_its_own_holdout(
     done = ws.promote("m", 4)
 
     champion = ws.evaluations.get(done.champion_evaluation or "")
-    assert (champion.model_ref, champion.data_ref, champion.split) == ("m@1", "d@2", "holdout:m@4")
+    # m@1 never saw d@2's rows: every row of m@4's holdout is compared.
+    assert (champion.model_ref, champion.data_ref, champion.split) == (
+        "m@1",
+        "d@2",
+        "holdout:m@4|unseen:m@1",
+    )
     rows = ws.data.read("d@2").take(holdout_index(newer, "y", seed=0, stratify=True))
     assert champion.rows == len(rows) == 100
     expected = roc_auc_score(rows["y"].to_numpy(), ws.models.load("m@1").scores(rows))

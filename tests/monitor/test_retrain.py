@@ -64,7 +64,12 @@ def test_the_policy_acts_on_its_triggers_and_always_on_a_manual_one(ws: Workspac
     assert manual is not None
     assert (manual.model, manual.trigger, manual.status) == ("m", "manual", "due")
     assert manual.reason == "asked by a person" and manual.finished_at is None
-    assert manual.details["policy"] == {"on": [], "auto_promote": False, "alias": "champion"}
+    assert manual.details["policy"] == {
+        "on": [],
+        "auto_promote": False,
+        "alias": "champion",
+        "cooldown_seconds": 0.0,
+    }
     assert [d.id for d in _decisions(ws)] == [manual.id]
     assert _actions(ws) == [("model.retrain.due", manual.id)]
 

@@ -108,11 +108,16 @@ def retrain(ws: Workspace, path: Path, **options):
 
 def test_the_policy_comes_from_the_spec(project: Path, write: Write) -> None:
     spec, _ = load_spec(write("loopml.yaml", spec_text(auto=False, on="drift, decay")))
-    assert policy_of(spec) == RetrainPolicy(on=("drift", "decay"), auto_promote=False)
+    # A rejected retrain cools down for an hour unless the spec says otherwise.
+    assert policy_of(spec) == RetrainPolicy(
+        on=("drift", "decay"), auto_promote=False, cooldown_seconds=3600.0
+    )
     text = "name: bare\ntrain: {model: auto, target: y}\ndeploy: {alias: prod}\n"
     spec, _ = load_spec(write("bare.yaml", text))
     # No retrain section: drift only, never promoted without approval, to the deploy alias.
-    assert policy_of(spec) == RetrainPolicy(on=("drift",), auto_promote=False, alias="prod")
+    assert policy_of(spec) == RetrainPolicy(
+        on=("drift",), auto_promote=False, alias="prod", cooldown_seconds=3600.0
+    )
 
 
 def test_new_data_that_makes_a_better_model_is_promoted(

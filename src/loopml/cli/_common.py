@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -117,3 +118,24 @@ def transform_summary(version: Any, data: dict[str, Any]) -> str:
         f"{len(version.schema)} columns from {', '.join(data['inputs'])} "
         f"in {data['seconds']:.2f}s"
     )
+
+
+def yaml_value(text: str, what: str) -> Any:
+    """A flag's value as YAML or JSON, or the contents of @FILE, parsed."""
+    import yaml
+
+    from loopml.config import load_yaml
+    from loopml.errors import SpecError
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise SpecError(f"{what}: file {path} does not exist")
+        text = path.read_text()
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "cannot parse it"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"{what}: not valid YAML or JSON: {problem}{where}") from exc

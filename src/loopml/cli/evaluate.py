@@ -49,6 +49,10 @@ def evaluate(
     The result is stored with the version (`loopml model show`); --report writes a
     self-contained HTML report with its plots inline.
     """
+    if report is not None:
+        from loopml.evaluate.report import check_target
+
+        check_target(report)  # before the work, not after it
     with open_workspace(workspace) as ws:
         found = ws.evaluate(
             ref,

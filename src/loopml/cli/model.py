@@ -151,12 +151,12 @@ def gates(
     as_json: JsonOption = False,
 ) -> None:
     """Show, declare (--set) or check (--check) a model's promotion gates."""
-    from loopml.cli.train import _yaml_value
+    from loopml.cli._common import yaml_value
     from loopml.errors import SpecError
 
     with open_workspace(workspace) as ws:
         if set_gates is not None:
-            declared = _yaml_value(set_gates, "--set")
+            declared = yaml_value(set_gates, "--set")
             if not isinstance(declared, dict):
                 raise SpecError("--set: gates are a mapping", hint="for example '{roc_auc: 0.9}'")
             ws.evaluations.set_gates(model, declared, sensitive=sensitive or ())
@@ -204,15 +204,17 @@ def card(
 ) -> None:
     """Show a version's model card: owner, intended use, lineage, metrics, fairness, limits."""
     from loopml.evaluate.cards import markdown
+    from loopml.evaluate.report import check_target, write
 
+    if out is not None:
+        check_target(out)
     with open_workspace(workspace) as ws:
         if intended_use is not None or limitations is not None:
             ws.evaluations.set_card(ref, intended_use=intended_use, limitations=limitations)
         found = ws.evaluations.card(ref)
     text = markdown(found)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write(out, text)
     emit(as_json, found, lambda console: console.print(text))
 
 

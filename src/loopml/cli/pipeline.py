@@ -134,7 +134,7 @@ def retrain(
     with open_workspace(workspace) as ws:
         if history:
             loaded, _ = load_spec(spec)
-            model = (loaded.train.name if loaded.train else None) or loaded.name
+            model = loaded.model_name
             found = [d.to_dict() for d in ws.pipelines.retrains(model)]
 
             def listing(out) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +168,8 @@ def retrain(
                 out.print(f"  {key}: {details[key]}")
 
     emit(as_json, data, render)
-    if data["status"] in {"failed", "rejected"}:
+    unchanged = data["status"] == "rejected" and "no new version" in data["details"].get("why", "")
+    if data["status"] == "failed" or (data["status"] == "rejected" and not unchanged):
         raise typer.Exit(1)
 
 
@@ -188,8 +189,6 @@ def watch(
 ) -> None:
     """Close the loop: check drift and decay of the served model, raise alerts, and
     retrain, gate and promote when the spec's retrain policy says so."""
-    from loopml.pipeline.loop import watch as watch_loop
-
     parsed: int | str | None = int(window) if window and window.isdigit() else window
 
     def show(found: Any) -> None:
@@ -216,8 +215,7 @@ def watch(
             out.print(f"  {note}")
 
     with open_workspace(workspace) as ws:
-        watch_loop(
-            ws.ctx,
+        ws.pipelines.watch(
             spec,
             interval=interval,
             iterations=1 if once else None,

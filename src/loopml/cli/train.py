@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from loopml.cli._common import JsonOption, WorkspaceOption, age, console, emit, open_workspace
+from loopml.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    age,
+    console,
+    emit,
+    open_workspace,
+    yaml_value,
+)
 from loopml.errors import SpecError
 
 runs_app = typer.Typer(
     help="Tracked runs: trainings, their trials, your own runs.", no_args_is_help=True
 )
-
-
-def _yaml_value(text: str, what: str) -> Any:
-    import yaml
-
-    from loopml.config import load_yaml
-
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise SpecError(f"{what}: file {path} does not exist")
-        text = path.read_text()
-    try:
-        return load_yaml(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "cannot parse it"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at column {mark.column + 1}" if mark is not None else ""
-        raise SpecError(f"{what}: not valid YAML or JSON: {problem}{where}") from exc
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
@@ -43,7 +31,7 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
             raise SpecError(
                 f"{what} {item!r} is not KEY=VALUE", hint=f"for example {what} max_depth=6"
             )
-        result[key] = _yaml_value(value, f"{what} {key}")
+        result[key] = yaml_value(value, f"{what} {key}")
     return result
 
 
@@ -138,7 +126,7 @@ def train(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    space_value = _yaml_value(space, "--space") if space is not None else None
+    space_value = yaml_value(space, "--space") if space is not None else None
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -71,6 +71,7 @@ def evaluate(
     sensitive: Sequence[str] = (),
     slices: Sequence[str] = (),
     holdout_of: str | ModelVersion | None = None,
+    unseen_by: ModelVersion | None = None,
     check_robustness: bool = True,
     threshold: float = 0.5,
     seed: int = 0,
@@ -87,6 +88,8 @@ def evaluate(
         slices: columns to measure the headline metrics within each value of.
         holdout_of: score the training holdout of this version instead of choosing
             the rows as the module docstring says (it must have trained on ``data``).
+        unseen_by: leave out the rows this version trained on (matched by content over
+            its inputs and target), so two versions compare on rows neither has seen.
         check_robustness: measure the metric drop under perturbed inputs.
         threshold: the decision threshold for binary decisions (fairness).
         seed: the seed of the robustness perturbations.
@@ -121,22 +124,38 @@ def evaluate(
             raise InputError(f"{rows_of.ref} records no training data", hint="pass --data D@V")
         dataset = resolve_dataset(conn, data_ref)
     label = target or run.params.get("target")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold {threshold} is not in [0, 1]", hint="pass a probability")
+    sensitive, slices = _names(sensitive, "sensitive"), _names(slices, "slices")
     if version.task == "anomaly" and label is None:
         raise InputError(
             f"{version.ref} is an anomaly model: evaluating it needs labels",
             hint="pass --target COL naming a 0/1 column that marks the anomalies",
         )
-    table = DataAPI(ctx).read(dataset)
+    data_api = DataAPI(ctx)
+    schema = data_api.schema(dataset)
     where = f"dataset {dataset.ref}"
-    signature.check(version.signature, table.schema, where, version.ref)
+    signature.check(version.signature, schema, where, version.ref)
     needed = [c for c in [label, *sensitive, *slices] if c is not None]
-    missing = [c for c in dict.fromkeys(needed) if c not in table.schema.names]
+    missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
     if missing:
         raise InputError(
             f"{where} has no column {', '.join(repr(c) for c in missing)}",
-            hint=f"its columns are {', '.join(table.schema.names)}",
+            hint=f"its columns are {', '.join(schema.names)}",
         )
+    # Only what is scored, labelled, grouped or split on: a wide dataset stays cheap.
+    wanted = [
+        *(c["name"] for c in version.signature.get("inputs", [])),
+        *needed,
+        rows_run.params.get("target"),
+        SPLIT_COLUMN,
+        *(_keys(ctx, unseen_by) if unseen_by is not None else []),
+    ]
+    table = data_api.read(dataset, columns=[c for c in dict.fromkeys(wanted) if c in schema.names])
     table, split = _rows(table, dataset, rows_of, rows_run, holdout_of is not None)
+    if unseen_by is not None:
+        table = _unseen(ctx, table, unseen_by)
+        split = f"{split}|unseen:{unseen_by.ref}"
     report = _measure(
         version,
         table,
@@ -150,6 +169,64 @@ def evaluate(
     )
     report["data"] = {"ref": dataset.ref, "id": dataset.id, "split": split, **report["data"]}
     return _store(ctx, version, dataset, split, report)
+
+
+def _names(columns: Sequence[str] | str, what: str) -> list[str]:
+    if isinstance(columns, str):
+        return [columns]
+    if not all(isinstance(c, str) for c in columns):
+        raise InputError(f"{what} must be column names", hint=f"pass {what}=['age_band']")
+    return list(columns)
+
+
+def _keys(ctx: Context, version: ModelVersion) -> list[str]:
+    """The columns that identify a row for ``version``: its inputs and its target."""
+    with ctx.read() as conn:
+        target = tracking.get(conn, version.run_id).params.get("target")
+    keys = [c["name"] for c in version.signature.get("inputs", [])]
+    return [*keys, target] if target else keys
+
+
+def fit_rows(ctx: Context, version: ModelVersion) -> tuple[Any, list[str]]:
+    """The rows ``version`` was fitted on (its training split), with the columns that
+    identify a row for it (``_keys``)."""
+    if not version.inputs:
+        raise InputError(f"{version.ref} records no training data to leave out")
+    with ctx.read() as conn:
+        run = tracking.get(conn, version.run_id)
+        dataset = resolve_dataset(conn, version.inputs[0]["dataset"])
+    target = run.params.get("target")
+    keys = _keys(ctx, version)
+    data_api = DataAPI(ctx)
+    names = data_api.schema(dataset).names
+    table = data_api.read(dataset, columns=[c for c in [*keys, SPLIT_COLUMN] if c in names])
+    data = inputs.load(dataset, table, target, version.task, run.params["seed"])
+    return data.table.take(data.fit_index), keys
+
+
+def _row_hashes(table: Any, columns: Sequence[str]) -> Any:
+    import pandas as pd
+
+    frame = table.select(list(columns)).to_pandas()
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _unseen(ctx: Context, table: Any, version: ModelVersion) -> Any:
+    """``table`` without the rows ``version`` was fitted on."""
+    import numpy as np
+    import pyarrow as pa
+
+    seen, keys = fit_rows(ctx, version)
+    missing = [c for c in keys if c not in table.schema.names or c not in seen.schema.names]
+    if missing:
+        raise InputError(
+            f"cannot tell which rows {version.ref} trained on: no column "
+            f"{', '.join(map(repr, missing))} on both sides"
+        )
+    if not len(table):
+        return table
+    fitted = _row_hashes(seen, keys)
+    return table.filter(pa.array(~np.isin(_row_hashes(table, keys), fitted)))
 
 
 def _rows(
@@ -328,7 +405,12 @@ def summarise(report: Mapping[str, Any]) -> dict[str, Any]:
             drops[f"{name}_drop"] = robust[name]["drop"]
         values.update(drops)
         values["max_robustness_drop"] = max(drops.values())
-    return {"values": values, "sensitive": sorted(report["fairness"])}
+    return {
+        "values": values,
+        "sensitive": sorted(report["fairness"]),
+        "target": report.get("target"),
+        "threshold": report.get("threshold"),
+    }
 
 
 def _store(

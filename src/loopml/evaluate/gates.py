@@ -29,8 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from loopml.context import Context
+from loopml.data.api import DataAPI
 from loopml.errors import InputError
 from loopml.evaluate.evaluation import LOWER_IS_BETTER
+from loopml.records import ModelVersion
 from loopml.registry import versions
 from loopml.store.tables import model_gates
 
@@ -113,7 +115,16 @@ class Gates:
     def from_spec(
         cls, gates: Mapping[str, Any], sensitive: Sequence[str] = (), slices: Sequence[str] = ()
     ) -> Gates:
-        """Gates from the spec's form: thresholds plus an optional ``beat_champion_by``."""
+        """Gates from the spec's form: thresholds plus an optional ``beat_champion_by``.
+
+        Raises:
+            InputError: ``gates`` is not a mapping.
+        """
+        if not isinstance(gates, Mapping):
+            raise InputError(
+                f"gates must map figures to thresholds, not be a {type(gates).__name__}",
+                hint="for example {roc_auc: '>= 0.9'}",
+            )
         thresholds = {k: v for k, v in gates.items() if k != "beat_champion_by"}
         beat = gates.get("beat_champion_by") or {}
         if not isinstance(beat, Mapping):
@@ -147,8 +158,11 @@ class Gates:
         for figure, margin in self.beat_champion_by.items():
             _check_figure(figure, known, task, prefix="beat_champion_by.")
             _check_margin(figure, margin)
-        if self.sensitive and task != "binary" and any(f in FAIRNESS for f in self.thresholds):
-            raise InputError(f"fairness gates apply to binary classifiers, not {task} ones")
+        if self.sensitive and task != "binary":
+            raise InputError(
+                f"gates: sensitive columns measure fairness of binary classifiers, not {task} ones",
+                hint="drop the sensitive columns from the gates",
+            )
         return result
 
     def check(
@@ -157,8 +171,20 @@ class Gates:
         values: Mapping[str, Any],
         champion: Mapping[str, Any] | None = None,
         champion_ref: str | None = None,
+        *,
+        compared: Mapping[str, Any] | None = None,
+        problem: str | None = None,
+        same: bool = False,
     ) -> list[GateResult]:
-        """Check a version's summary figures (and the champion's, for the margins)."""
+        """Check a version's summary figures (and the champion's, for the margins).
+
+        Args:
+            values: the version's figures (thresholds read them).
+            champion: the champion's figures on the compared rows; None without one.
+            compared: the version's figures on those same rows (default ``values``).
+            problem: why the two could not be compared (the margins then fail).
+            same: the version is the champion itself (the margins pass).
+        """
         results = []
         for figure, op, bound in self.parsed(task):
             measured = values.get(figure)
@@ -176,12 +202,14 @@ class Gates:
             gate = f"beat_champion_by.{figure}"
             better = "lower" if figure in LOWER_IS_BETTER else "higher"
             required = f"{margin:g} {better} than {champion_ref or 'the champion'}"
-            if champion is None:
-                results.append(
-                    GateResult(gate, True, None, required, f"{gate}: no champion yet to beat")
-                )
+            if problem is not None:
+                results.append(GateResult(gate, False, None, required, f"{gate}: {problem}"))
                 continue
-            mine, theirs = values.get(figure), champion.get(figure)
+            if champion is None:
+                why = "it is the champion" if same else "no champion yet to beat"
+                results.append(GateResult(gate, True, None, required, f"{gate}: {why}"))
+                continue
+            mine, theirs = (compared or values).get(figure), champion.get(figure)
             if mine is None or theirs is None:
                 results.append(
                     GateResult(gate, False, None, required, _unmeasured(figure, required))
@@ -228,10 +256,17 @@ def _check_figure(figure: str, known: Sequence[str], task: str, prefix: str = ""
 
 
 def _check_margin(figure: str, margin: object) -> None:
+    import math
+
     if isinstance(margin, bool) or not isinstance(margin, int | float):
         raise InputError(
             f"gate beat_champion_by.{figure}: the margin {margin!r} is not a number",
             hint="write a number such as 0.0 or 0.01",
+        )
+    if not math.isfinite(margin) or margin < 0:
+        raise InputError(
+            f"gate beat_champion_by.{figure}: the margin {margin!r} must be 0 or more",
+            hint="a negative margin would let a version worse than the champion through",
         )
 
 
@@ -267,9 +302,11 @@ def set_gates(ctx: Context, model: str, gates: Gates) -> Gates:
         InputError: a gate names a figure the model's task does not have.
     """
     now = datetime.now(UTC)
-    with ctx.write() as conn:
+    with ctx.read() as conn:
         latest = versions.resolve(conn, model)
-        gates.parsed(latest.task)
+    gates.parsed(latest.task)
+    _check_columns(ctx, latest, gates)
+    with ctx.write() as conn:
         model = latest.model  # gates are the model's, even when named as ``m@2``
         conn.execute(model_gates.delete().where(model_gates.c.model == model))
         conn.execute(
@@ -279,6 +316,22 @@ def set_gates(ctx: Context, model: str, gates: Gates) -> Gates:
         )
         ctx.audit(conn, "model.gates", f"model:{model}", details=gates.get_params())
     return gates
+
+
+def _check_columns(ctx: Context, version: ModelVersion, gates: Gates) -> None:
+    """The gates' sensitive and slice columns must be in the data the model trains on."""
+    wanted = [*gates.sensitive, *gates.slices]
+    trained_on = version.inputs[0].get("dataset") if version.inputs else None
+    if not wanted or trained_on is None:
+        return
+    names = DataAPI(ctx).schema(trained_on).names
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise InputError(
+            f"gates: {', '.join(map(repr, missing))} is not a column of {trained_on}, which "
+            f"{version.ref} was trained on",
+            hint=f"its columns are {', '.join(names)}",
+        )
 
 
 def get_gates(conn: Connection, model: str) -> Gates | None:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.context import Context
-from loopml.errors import GateFailed, InputError
+from loopml.errors import GateFailed, InputError, NotFound
 from loopml.evaluate import evaluation as evaluations
 from loopml.evaluate.gates import ROBUSTNESS, GateResult, Gates, require_gates
 from loopml.records import Evaluation, ModelVersion
 from loopml.registry import aliases, versions
+from loopml.train import tracking
 
 CHAMPION = "champion"
 
@@ -64,16 +65,20 @@ def check(
 ) -> tuple[ModelVersion, list[GateResult], Evaluation | None, Evaluation | None]:
     """Check a version against its model's gates (or ``gates``), changing no alias.
 
-    ``against`` names the alias whose version the "beat the champion" margins compare
-    with (a retrain that deploys to ``prod`` must beat what ``prod`` serves).
+    Thresholds read the version's evaluation on its own training holdout. The
+    "beat the champion" margins compare both versions on the rows of that holdout the
+    champion did not train on either (``evaluate``'s ``unseen_by``), so neither is
+    scored on rows it has seen. ``against`` names the alias whose version is the
+    champion (a retrain that deploys to ``prod`` must beat what ``prod`` serves).
 
     Returns:
         The version, each gate's result, its evaluation (None when there are no gates
-        to check), and the champion's (or None).
+        to check), and the champion's evaluation on the compared rows (or None).
 
     Raises:
         NotFound: no such model or version.
-        InputError: a gate names a figure the task does not have.
+        InputError: a gate names a figure the task does not have, or the version
+            cannot be evaluated.
     """
     with ctx.read() as conn:
         version = versions.resolve(conn, ref)
@@ -84,15 +89,31 @@ def check(
         return version, [], None, None
     own = _evaluation_of(ctx, version, version, gates, trust)
     champion_evaluation = None
-    champion_values = None
-    champion_ref = None
-    if gates.beat_champion_by and champion_number not in (None, version.number):
+    champion_values = compared = None
+    champion_ref = problem = None
+    if gates.beat_champion_by and champion_number is not None:
         with ctx.read() as conn:
             champion = versions.resolve(conn, f"{version.model}@{champion_number}")
         champion_ref = champion.ref
-        champion_evaluation = _evaluation_of(ctx, champion, version, gates, trust, own)
-        champion_values = champion_evaluation.summary["values"]
-    results = gates.check(version.task, own.summary["values"], champion_values, champion_ref)
+        if champion.number != version.number:
+            try:
+                mine = _comparison(ctx, version, version, champion, trust, own.data_ref)
+                champion_evaluation = _comparison(
+                    ctx, champion, version, champion, trust, own.data_ref
+                )
+                compared = mine.summary["values"]
+                champion_values = champion_evaluation.summary["values"]
+            except InputError as exc:
+                problem = f"cannot compare with {champion.ref}: {exc}"
+    results = gates.check(
+        version.task,
+        own.summary["values"],
+        champion_values,
+        champion_ref,
+        compared=compared,
+        problem=problem,
+        same=champion_number == version.number,
+    )
     return version, results, own, champion_evaluation
 
 
@@ -110,8 +131,12 @@ def promote(
 ) -> Promotion:
     """Point ``alias`` at version ``number`` once it passes the model's gates.
 
+    A rejected or archived version fails as a gate of its own. The alias moves only if
+    neither it nor the champion moved while the gates were checked (else Conflict).
+
     Args:
-        force: promote even when gates fail; needs ``reason``, and is audited.
+        force: promote even when gates fail (or cannot be checked); needs ``reason``,
+            and is audited.
         reason: why; recorded with the move.
         gates: check these instead of the model's declared gates.
         against: the alias the "beat the champion" margins compare with.
@@ -119,6 +144,7 @@ def promote(
     Raises:
         NotFound: no such model or version.
         GateFailed: a gate fails and ``force`` is not given; nothing changed.
+        Conflict: the alias or the champion moved while the gates were checked.
         InputError: ``force`` without a reason, or a bad alias.
 
     Example:
@@ -127,9 +153,28 @@ def promote(
     aliases.check_alias(alias)
     if force and not reason.strip():
         raise InputError("a forced promotion needs a reason", hint="pass --reason TEXT")
-    version, results, own, champion = check(
-        ctx, f"{model}@{number}", gates, trust=trust, against=against
-    )
+    with ctx.read() as conn:
+        before = aliases.aliases(conn, model)
+        status = versions.resolve(conn, f"{model}@{number}").status
+    try:
+        version, results, own, champion = check(
+            ctx, f"{model}@{number}", gates, trust=trust, against=against
+        )
+    except InputError as exc:
+        if not force or isinstance(exc, NotFound):
+            raise
+        # Forcing past gates that cannot even be checked: the reason is recorded.
+        with ctx.read() as conn:
+            version = versions.resolve(conn, f"{model}@{number}")
+        results = [GateResult("evaluation", False, None, "an evaluation", str(exc))]
+        own = champion = None
+    if status in {"rejected", "archived"}:
+        results = [
+            GateResult(
+                "status", False, None, "not rejected or archived", f"{version.ref} is {status}"
+            ),
+            *results,
+        ]
     failing = [r for r in results if not r.passed]
     details: dict[str, Any] = {
         "gates": [r.to_dict() for r in results],
@@ -146,8 +191,6 @@ def promote(
             [r.message for r in failing],
             hint="improve the model, or pass --force --reason TEXT (audited)",
         )
-    with ctx.read() as conn:
-        previous = aliases.aliases(conn, model).get(alias)
     promoted = aliases.set_alias(
         ctx,
         model,
@@ -156,11 +199,12 @@ def promote(
         reason=reason or ("gates passed" if results else "no gates declared"),
         action="model.promote",
         details=details,
+        expect={alias: before.get(alias), against: before.get(against)},
     )
     return Promotion(
         promoted,
         alias,
-        previous,
+        before.get(alias),
         results,
         own.id if own else None,
         champion.id if champion else None,
@@ -197,7 +241,7 @@ def _evaluation_of(
         found = evaluations.latest(
             conn, version.model, version.number, dataset_id=trained_on.get("id"), split=split
         )
-    if found is not None and _measures(found, gates):
+    if found is not None and _measures(found, gates, _target_of(ctx, version)):
         return found
     data = like.data_ref if like is not None else trained_on.get("dataset")
     return evaluations.evaluate(
@@ -211,11 +255,49 @@ def _evaluation_of(
     )
 
 
-def _measures(found: Evaluation, gates: Gates) -> bool:
-    """Whether ``found`` measured what ``gates`` read: fairness across their sensitive
-    columns, and the robustness drops when a gate reads one (an evaluation made with
+def _comparison(
+    ctx: Context,
+    version: ModelVersion,
+    rows_of: ModelVersion,
+    unseen_by: ModelVersion,
+    trust: Sequence[str],
+    data: str,
+) -> Evaluation:
+    """``version`` on ``rows_of``'s holdout without the rows ``unseen_by`` trained on."""
+    trained_on = rows_of.inputs[0] if rows_of.inputs else {}
+    split = f"holdout:{rows_of.ref}|unseen:{unseen_by.ref}"
+    with ctx.read() as conn:
+        found = evaluations.latest(
+            conn, version.model, version.number, dataset_id=trained_on.get("id"), split=split
+        )
+    if found is not None and _measures(found, Gates(), _target_of(ctx, version)):
+        return found
+    return evaluations.evaluate(
+        ctx,
+        version,
+        data,
+        holdout_of=rows_of if rows_of is not version else None,
+        unseen_by=unseen_by,
+        check_robustness=False,
+        trust=trust,
+    )
+
+
+def _target_of(ctx: Context, version: ModelVersion) -> str | None:
+    with ctx.read() as conn:
+        target: str | None = tracking.get(conn, version.run_id).params.get("target")
+    return target
+
+
+def _measures(found: Evaluation, gates: Gates, target: str | None = None) -> bool:
+    """Whether ``found`` measured what ``gates`` read: against the training target at
+    the default threshold, fairness across their sensitive columns, and the
+    robustness drops when a gate reads one (an evaluation made with
     ``--no-robustness`` has none, and must not fail such a gate for that)."""
-    if not set(gates.sensitive) <= set(found.summary.get("sensitive", [])):
+    summary = found.summary
+    if summary.get("target", target) != target or summary.get("threshold", 0.5) != 0.5:
+        return False
+    if not set(gates.sensitive) <= set(summary.get("sensitive", [])):
         return False
     values = found.summary.get("values", {})
     figures = {*gates.thresholds, *gates.beat_champion_by}

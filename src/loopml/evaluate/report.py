@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from loopml.errors import InputError
 from loopml.evaluate import _svg
 from loopml.evaluate.gates import GateResult
 
@@ -172,13 +173,36 @@ def _card_value(value: Any) -> str:
     return _fmt(value)
 
 
+def check_target(path: str | Path) -> Path:
+    """Refuse a report path that cannot be written, before any work is done.
+
+    Raises:
+        InputError: the path is a folder, or its folder is a file.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target} is a folder", hint="name a file in it, such as report.html")
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"cannot write {target}: {parent} is a file")
+    return target
+
+
 def write(path: str | Path, html: str) -> Path:
-    """Write the page, creating its folder; the file appears whole or not at all."""
+    """Write the page, creating its folder; the file appears whole or not at all.
+
+    Raises:
+        InputError: the path cannot be written (it names the path and the cause).
+    """
     import os
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = check_target(path)
     partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(html, encoding="utf-8")
-    os.replace(partial, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(html, encoding="utf-8")
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"cannot write {target}: {exc.strerror}") from exc
     return target

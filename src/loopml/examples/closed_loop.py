@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopml.errors import StoreError
+from loopml.errors import Conflict, StoreError
 from loopml.examples.fraud import contract_path, generate_transactions
 from loopml.features.splits import SPLIT_COLUMN
 from loopml.workspace import Workspace
@@ -119,7 +119,7 @@ class Traffic:
                     ok = reply.status_code == 200
                     version = reply.json().get("version") if ok else None
                     problem = None if ok else f"HTTP {reply.status_code}"
-                except httpx.HTTPError as exc:
+                except Exception as exc:  # any failure counts, never a silent thread death
                     ok, version, problem = False, None, type(exc).__name__
                 with self._lock:
                     self.sent += 1
@@ -241,6 +241,11 @@ def run_demo(
     started = time.perf_counter()
     root = Path(ws.settings.root)
     project = root / "project"
+    if project.exists():
+        raise Conflict(
+            f"{root} already holds a demo run",
+            hint="run the demo in a new workspace, or delete this one first",
+        )
     write_project(project, rows=rows, seed=seed, trials=trials, window=window)
     summary: dict[str, Any] = {"workspace": str(root), "project": str(project), "steps": []}
 

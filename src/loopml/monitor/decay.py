@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from loopml.context import Context
 from loopml.errors import InputError
+from loopml.evaluate import evaluation as evaluation_store
 from loopml.evaluate import metrics as evaluation_metrics
 from loopml.evaluate.evaluation import LOWER_IS_BETTER
 from loopml.monitor.feedback import joined
@@ -76,10 +77,10 @@ def check_decay(
             f"{version.task} models have no metric {metric!r}",
             hint=f"use one of {', '.join(current)}",
         )
-    baseline = version.metrics.get(metric)
+    baseline = _baseline(ctx, version, metric)
     value = current[metric]
     drop = None
-    if baseline is not None and value is not None:
+    if value is not None:
         drop = value - baseline if metric in LOWER_IS_BETTER else baseline - value
     times = rows["time"].to_pylist()
     statistics = {
@@ -108,6 +109,30 @@ def check_decay(
     if store:
         store_result(ctx, result)
     return result
+
+
+def _baseline(ctx: Context, version: ModelVersion, metric: str) -> float:
+    """What ``metric`` was on the version's own holdout: its newest evaluation there
+    (any metric the task has), else the metrics measured at training.
+
+    Raises:
+        InputError: neither has the metric, so decay against it cannot be judged.
+    """
+    with ctx.read() as conn:
+        found = evaluation_store.latest(
+            conn, version.model, version.number, split=f"holdout:{version.ref}"
+        )
+    values: dict[str, Any] = dict(found.summary.get("values", {})) if found else {}
+    for name, value in version.metrics.items():
+        values.setdefault(name, value)
+    if "average_precision" in values:
+        values.setdefault("pr_auc", values["average_precision"])
+    if values.get(metric) is None:
+        raise InputError(
+            f"{version.ref} has no {metric} from its holdout to compare with",
+            hint=f"evaluate it first (`loopml evaluate {version.ref}`), or watch another metric",
+        )
+    return float(values[metric])
 
 
 def _labels_and_scores(rows: pa.Table, version: ModelVersion) -> tuple[Any, Any]:

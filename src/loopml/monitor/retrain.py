@@ -33,7 +33,10 @@ TRIGGERS = ("drift", "decay", "schedule", "manual")
 IN_FLIGHT = ("due", "running")
 # A retrain still in flight after this long was abandoned (its process died): it no
 # longer blocks the next one, and is marked failed.
-STALE_AFTER = timedelta(hours=6)
+STALE_AFTER = timedelta(hours=24)
+# After a retrain is rejected or waits for approval, drift or decay that is still there
+# does not retrain again until this much later (a manual retrain always may).
+COOLDOWN = timedelta(hours=1)
 FINAL = ("promoted", "awaiting_approval", "rejected", "failed")
 
 
@@ -51,6 +54,7 @@ class RetrainPolicy:
     on: Sequence[str] = ("drift",)
     auto_promote: bool = False
     alias: str = "champion"
+    cooldown_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.on if t not in TRIGGERS]
@@ -61,7 +65,12 @@ class RetrainPolicy:
             )
 
     def get_params(self) -> dict[str, Any]:
-        return {"on": list(self.on), "auto_promote": self.auto_promote, "alias": self.alias}
+        return {
+            "on": list(self.on),
+            "auto_promote": self.auto_promote,
+            "alias": self.alias,
+            "cooldown_seconds": self.cooldown_seconds,
+        }
 
     def acts_on(self, trigger: str) -> bool:
         """Whether ``trigger`` calls for a retrain (a manual one always does)."""
@@ -103,7 +112,9 @@ def decide(
     details: Mapping[str, Any] | None = None,
 ) -> RetrainDecision | None:
     """Record that ``model`` is due for a retrain, unless the policy does not act on
-    ``trigger`` or a retrain of it is already in flight (then None).
+    ``trigger``, a retrain of it is already in flight, or (for a trigger other than
+    ``manual``) one was rejected or left waiting for approval within the policy's
+    cooldown: then None.
 
     Raises:
         NotFound: no such model.
@@ -128,6 +139,8 @@ def decide(
         ).first()
         if busy is not None and now - busy.created_at < STALE_AFTER:
             return None
+        if trigger != "manual" and _cooling(conn, model, now, policy):
+            return None
         if busy is not None:
             conn.execute(
                 retrain_decisions.update()
@@ -144,7 +157,7 @@ def decide(
                 "model.retrain.failed",
                 f"model:{model}",
                 outcome="failed",
-                details={"decision": busy.id, "error": "abandoned: still in flight after 6 h"},
+                details={"decision": busy.id, "error": "abandoned: still in flight after 24 h"},
             )
         decision_id = uuid.uuid4().hex
         conn.execute(
@@ -180,17 +193,24 @@ def move(
         raise InputError(f"unknown retrain status {status!r}")
     with ctx.write() as conn:
         current = get(conn, decision_id)
-        if current.status in FINAL:
-            raise InputError(f"retrain {decision_id} is already {current.status}")
         values: dict[str, Any] = {
             "status": status,
             "details": {**current.details, **(details or {})},
         }
         if status in FINAL:
             values["finished_at"] = datetime.now(UTC)
-        conn.execute(
-            retrain_decisions.update().where(retrain_decisions.c.id == decision_id).values(**values)
-        )
+        # Compare and set: a decision another process finished (or abandoned) stays so.
+        changed = conn.execute(
+            retrain_decisions.update()
+            .where(
+                retrain_decisions.c.id == decision_id,
+                retrain_decisions.c.status == current.status,
+                retrain_decisions.c.status.not_in(FINAL),
+            )
+            .values(**values)
+        ).rowcount
+        if not changed or current.status in FINAL:
+            raise InputError(f"retrain {decision_id} is already {current.status}")
         ctx.audit(
             conn,
             f"model.retrain.{status}",
@@ -199,6 +219,20 @@ def move(
             details={"decision": decision_id, **(details or {})},
         )
         return get(conn, decision_id)
+
+
+def _cooling(conn: Connection, model: str, now: datetime, policy: RetrainPolicy) -> bool:
+    newest = conn.execute(
+        sa.select(retrain_decisions.c.status, retrain_decisions.c.created_at)
+        .where(retrain_decisions.c.model == model)
+        .order_by(retrain_decisions.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return (
+        newest is not None
+        and newest.status in ("rejected", "awaiting_approval")
+        and now - newest.created_at < timedelta(seconds=policy.cooldown_seconds)
+    )
 
 
 def get(conn: Connection, decision_id: str) -> RetrainDecision:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from loopml.context import Context
 from loopml.errors import InputError, NotFound
 from loopml.monitor import retrain as retrain_policy
 from loopml.monitor.retrain import RetrainDecision
+from loopml.pipeline import loop, schedule
 from loopml.pipeline import retrain as retraining
-from loopml.pipeline import schedule
+from loopml.pipeline.loop import Tick
 from loopml.pipeline.runner import EventFn, RunResult, run_pipeline
 from loopml.pipeline.schedule import ScheduleEntry
 from loopml.pipeline.spec import load_spec
@@ -98,7 +100,7 @@ class PipelineAPI:
         spec, root = load_spec(spec_path)
         if spec.train is None:
             raise InputError(f"{spec_path} has no train step: nothing to retrain")
-        model = spec.train.name or spec.name
+        model = spec.model_name
         decision = retrain_policy.decide(
             self._ctx,
             model,
@@ -111,6 +113,28 @@ class PipelineAPI:
             return None
         return retraining.execute(
             self._ctx, decision, spec, root, executor=executor, on_event=on_event
+        )
+
+    def watch(
+        self,
+        spec_path: str | Path = "loopml.yaml",
+        *,
+        interval: float = 60.0,
+        iterations: int | None = None,
+        window: int | str | None = None,
+        executor: str = "local",
+        on_tick: Callable[[Tick], None] | None = None,
+    ) -> list[Tick]:
+        """Close the loop for the spec's model (see ``loopml.pipeline.loop``): drift and
+        decay checks, alerts, and retrains as its policy says, every ``interval`` s."""
+        return loop.watch(
+            self._ctx,
+            spec_path,
+            interval=interval,
+            iterations=iterations,
+            window=window,
+            executor=executor,
+            on_tick=on_tick,
         )
 
     def retrains(self, model: str | None = None, limit: int = 50) -> list[RetrainDecision]:

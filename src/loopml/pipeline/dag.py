@@ -98,7 +98,7 @@ def compile_spec(spec: Spec) -> list[Step]:
             exclude={"retries", "backoff", "resources", "heavy", "input", "schedule"},
             exclude_none=True,
         )
-        params["name"] = train.name or spec.name
+        params["name"] = spec.model_name
         params["gpus"] = _options(train, spec.resources).resources.gpus
         params["cpus"] = _options(train, spec.resources).resources.cpus
         if spec.evaluate is not None:

@@ -19,17 +19,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from loopml.context import Context
-from loopml.errors import InputError
+from loopml.errors import InputError, LoopMLError
 from loopml.monitor import alerts as alerting
 from loopml.monitor import retrain as retrain_policy
 from loopml.monitor.decay import check_decay
 from loopml.monitor.drift import DRIFT_SHARE
-from loopml.monitor.monitoring import MonitorResult, check_drift
+from loopml.monitor.monitoring import MonitorResult, check_drift, parse_window
 from loopml.monitor.retrain import RetrainDecision
 from loopml.pipeline import retrain as retraining
 from loopml.pipeline.spec import Spec, load_spec
@@ -85,34 +85,45 @@ def tick(
     """One pass of the loop for the spec's model (see the module docstring)."""
     if spec.train is None:
         raise InputError("the spec has no train step: there is no model to watch")
-    model = spec.train.name or spec.name
+    model = spec.model_name
     alias = spec.deploy.alias if spec.deploy is not None else "champion"
     ref = f"{model}@{alias}"
     found = Tick(model)
     monitor = spec.monitor
     drift = monitor.drift if monitor is not None else None
+    checked = window or (drift.window if drift else None)
     try:
         found.drift = check_drift(
             ctx,
             ref,
-            window=window or (drift.window if drift else None),
+            window=checked,
             test=drift.test if drift else "psi",
             threshold=drift.threshold if drift else None,
             drift_share=drift.share if drift else DRIFT_SHARE,
         )
-    except InputError as exc:
+    except LoopMLError as exc:
         found.notes.append(f"drift not checked: {exc}")
     try:
-        found.decay = check_decay(ctx, ref)
-    except InputError as exc:
+        # Decay over the same window: the newest labelled predictions, not all history.
+        span = parse_window(checked) if checked is not None else None
+        found.decay = check_decay(
+            ctx,
+            ref,
+            last_rows=span if isinstance(span, int) else None,
+            since=(now or datetime.now(UTC)) - span if isinstance(span, timedelta) else None,
+        )
+    except LoopMLError as exc:
         found.notes.append(f"decay not checked: {exc}")
     measured = [r for r in (found.drift, found.decay) if r is not None]
     rules = monitor.alerts if monitor is not None else []
-    if measured and rules:
-        found.alerts = alerting.evaluate_rules(
-            ctx, model, alerting.observation_of(*measured), rules, now=now
-        )
-    found.escalated = alerting.escalate(ctx, now)
+    try:
+        if measured and rules:
+            found.alerts = alerting.evaluate_rules(
+                ctx, model, alerting.observation_of(*measured), rules, now=now
+            )
+        found.escalated = alerting.escalate(ctx, now)
+    except LoopMLError as exc:
+        found.notes.append(f"alerts not evaluated: {exc}")
     policy = retraining.policy_of(spec)
     called = _trigger(found, policy)
     if called is not None:
@@ -122,7 +133,8 @@ def tick(
         )
         if decision is None:
             found.notes.append(
-                f"{trigger}: no retrain (not the policy's trigger, or one in flight)"
+                f"{trigger}: no retrain (not the policy's trigger, one in flight, or one "
+                "rejected or awaiting approval within the cooldown)"
             )
         else:
             found.retrain = retraining.execute(ctx, decision, spec, root, executor=executor)
@@ -161,15 +173,25 @@ def watch(
 ) -> list[Tick]:
     """Run ticks every ``interval`` seconds (``iterations`` of them, or until stopped).
 
+    Raises:
+        InputError: a bad interval or window (before any tick runs).
+
     Returns:
         The newest ticks (at most ``KEEP_TICKS``), oldest first.
     """
+    if not interval >= 0:
+        raise InputError(f"interval {interval} is not a number of seconds (0 or more)")
+    if window is not None:
+        parse_window(window)  # a bad window fails here, not as a note on every tick
     spec, root = load_spec(spec_path)
     done: list[Tick] = []
     count = 0
     while iterations is None or count < iterations:
         started = time.monotonic()
-        found = tick(ctx, spec, root, window=window, executor=executor)
+        try:
+            found = tick(ctx, spec, root, window=window, executor=executor)
+        except Exception as exc:  # a store hiccup or a bug: reported, the loop goes on
+            found = Tick(spec.model_name, notes=[f"tick failed: {type(exc).__name__}: {exc}"])
         count += 1
         done = [*done[-(KEEP_TICKS - 1) :], found]
         if on_tick is not None:

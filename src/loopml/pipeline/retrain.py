@@ -10,22 +10,23 @@ Servers watching the alias swap to a promoted version with no downtime.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from loopml.context import Context
-from loopml.errors import LoopMLError
+from loopml.errors import InputError, LoopMLError, NotFound
 from loopml.evaluate import promotion
 from loopml.evaluate.gates import Gates, require_gates
 from loopml.governance import lineage
 from loopml.monitor import retrain as policy_store
-from loopml.monitor.retrain import RetrainDecision, RetrainPolicy
+from loopml.monitor.decay import MAIN_METRIC
+from loopml.monitor.retrain import COOLDOWN, RetrainDecision, RetrainPolicy
 from loopml.pipeline.runner import EventFn, RunResult, run_pipeline
 from loopml.pipeline.spec import Spec
 from loopml.registry import aliases, versions
 
-# What "beat the champion" compares when the gates do not say.
-MAIN_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+CHALLENGER = "challenger"
 
 
 def policy_of(spec: Spec) -> RetrainPolicy:
@@ -34,8 +35,13 @@ def policy_of(spec: Spec) -> RetrainPolicy:
     declared = spec.monitor.retrain if spec.monitor is not None else None
     alias = spec.deploy.alias if spec.deploy is not None else "champion"
     if declared is None:
-        return RetrainPolicy(alias=alias)
-    return RetrainPolicy(on=tuple(declared.on), auto_promote=declared.auto_promote, alias=alias)
+        return RetrainPolicy(alias=alias, cooldown_seconds=COOLDOWN.total_seconds())
+    return RetrainPolicy(
+        on=tuple(declared.on),
+        auto_promote=declared.auto_promote,
+        alias=alias,
+        cooldown_seconds=declared.cooldown_seconds,
+    )
 
 
 def execute(
@@ -57,12 +63,45 @@ def execute(
     try:
         result = run_pipeline(ctx, spec, root, executor=executor, on_event=on_event)
     except LoopMLError as exc:
-        return policy_store.move(ctx, decision.id, "failed", {"error": str(exc)})
+        return _finish(ctx, decision.id, "failed", {"error": str(exc)})
     except Exception as exc:  # a bug or a crash in user code: recorded, never raised
-        return policy_store.move(
-            ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"}
-        )
+        return _finish(ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
     return settle(ctx, decision, spec, result)
+
+
+def scheduled_run(
+    ctx: Context, spec: Spec, root: Path, *, executor: str = "local", hold_heavy: bool = False
+) -> tuple[RunResult | None, RetrainDecision | None]:
+    """A schedule's pipeline run. When the spec's retrain policy acts on ``schedule``,
+    it is a retrain: decided first (none while another is in flight: then nothing
+    runs), and what it trained is gated and promoted as the policy says.
+
+    Returns:
+        The run (None when skipped) and the decision (None without one).
+    """
+    policy = policy_of(spec)
+    if spec.train is None or not policy.acts_on("schedule"):
+        return run_pipeline(ctx, spec, root, executor=executor, hold_heavy=hold_heavy), None
+    try:
+        decision = policy_store.decide(
+            ctx, spec.model_name, policy, "schedule", "scheduled pipeline run"
+        )
+    except NotFound:  # the first training: decided once it made the model
+        result = run_pipeline(ctx, spec, root, executor=executor, hold_heavy=hold_heavy)
+        return result, after_scheduled_run(ctx, spec, result)
+    if decision is None:
+        return None, None
+    policy_store.move(ctx, decision.id, "running")
+    try:
+        result = run_pipeline(ctx, spec, root, executor=executor, hold_heavy=hold_heavy)
+    except LoopMLError as exc:
+        return None, _finish(ctx, decision.id, "failed", {"error": str(exc)})
+    if result.status == "held":
+        why = "held for the off-peak window; gated when it resumes"
+        return result, _finish(
+            ctx, decision.id, "failed", {"pipeline_run": result.id, "error": why}
+        )
+    return result, settle(ctx, decision, spec, result)
 
 
 def after_scheduled_run(ctx: Context, spec: Spec, result: RunResult) -> RetrainDecision | None:
@@ -71,8 +110,9 @@ def after_scheduled_run(ctx: Context, spec: Spec, result: RunResult) -> RetrainD
     policy = policy_of(spec)
     if spec.train is None or not policy.acts_on("schedule") or result.status != "succeeded":
         return None
-    model = spec.train.name or spec.name
-    decision = policy_store.decide(ctx, model, policy, "schedule", "scheduled pipeline run")
+    decision = policy_store.decide(
+        ctx, spec.model_name, policy, "schedule", "scheduled pipeline run"
+    )
     if decision is None:
         return None
     policy_store.move(ctx, decision.id, "running")
@@ -92,7 +132,7 @@ def settle(
             # Each step's error under its own key: a step named like a detail
             # ("error", "candidate") must not overwrite it.
             errors = {s.name: s.error for s in result.steps if s.error}
-            return policy_store.move(
+            return _finish(
                 ctx,
                 decision.id,
                 "failed",
@@ -104,11 +144,11 @@ def settle(
             )
         trained = next((s for s in result.steps if s.step.kind == "train"), None)
         if trained is None or trained.output is None:
-            return policy_store.move(
+            return _finish(
                 ctx, decision.id, "failed", {**details, "error": "the spec has no train step"}
             )
         if trained.status == "cached" and _serves(ctx, trained.output, policy.alias):
-            return policy_store.move(
+            return _finish(
                 ctx,
                 decision.id,
                 "rejected",
@@ -129,11 +169,22 @@ def settle(
         details.update(candidate=candidate, gates=[r.to_dict() for r in results])
         failing = [r.message for r in results if not r.passed]
         if failing:
-            return policy_store.move(
-                ctx, decision.id, "rejected", {**details, "why": "; ".join(failing)}
-            )
+            return _finish(ctx, decision.id, "rejected", {**details, "why": "; ".join(failing)})
         if not policy.auto_promote:
-            return policy_store.move(ctx, decision.id, "awaiting_approval", details)
+            # The candidate waits as the challenger, for `loopml promote` to approve.
+            if policy.alias != CHALLENGER:
+                aliases.set_alias(
+                    ctx,
+                    version.model,
+                    CHALLENGER,
+                    version.number,
+                    reason=f"retrain {decision.id[:12]} passed its gates; awaiting approval",
+                )
+            return _finish(ctx, decision.id, "awaiting_approval", {**details, "alias": CHALLENGER})
+        with ctx.read() as conn:
+            if policy_store.get(conn, decision.id).status != "running":
+                # Taken over (abandoned) while it ran: the newer decision settles.
+                return policy_store.get(conn, decision.id)
         promotion.promote(
             ctx,
             version.model,
@@ -143,13 +194,23 @@ def settle(
             gates=gates,
             against=policy.alias,
         )
-        return policy_store.move(ctx, decision.id, "promoted", {**details, "alias": policy.alias})
+        return _finish(ctx, decision.id, "promoted", {**details, "alias": policy.alias})
     except LoopMLError as exc:
-        return policy_store.move(ctx, decision.id, "failed", {"error": str(exc)})
+        return _finish(ctx, decision.id, "failed", {"error": str(exc)})
     except Exception as exc:  # a bug or a crash in user code: recorded, never raised
-        return policy_store.move(
-            ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"}
-        )
+        return _finish(ctx, decision.id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _finish(
+    ctx: Context, decision_id: str, status: str, details: Mapping[str, Any]
+) -> RetrainDecision:
+    """Move a decision to a final status; one already final (abandoned and taken over
+    by another process) is returned as it is, never raised."""
+    try:
+        return policy_store.move(ctx, decision_id, status, details)
+    except InputError:
+        with ctx.read() as conn:
+            return policy_store.get(conn, decision_id)
 
 
 def _serves(ctx: Context, ref: str, alias: str) -> bool:
@@ -167,7 +228,9 @@ def _gates(ctx: Context, candidate: str) -> Gates:
         version = versions.resolve(conn, candidate)
         declared = require_gates(conn, version.model)
     params = declared.get_params()
-    beat = params["beat_champion_by"] or {MAIN_METRIC.get(version.task, "roc_auc"): 0.0}
+    beat = params["beat_champion_by"]
+    if not beat and version.task in MAIN_METRIC:  # an unlabelled detector has no metric
+        beat = {MAIN_METRIC[version.task]: 0.0}
     return Gates(
         params["thresholds"],
         beat_champion_by=beat,

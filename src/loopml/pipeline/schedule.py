@@ -131,8 +131,8 @@ def run_due(ctx: Context, now: datetime | None = None, executor: str = "local") 
             for run_id in held:
                 try:
                     resumed = run_pipeline(ctx, resume=run_id, executor=executor)
-                    retraining.after_scheduled_run(ctx, load_spec(entry.spec_path)[0], resumed)
                     results.append(resumed)
+                    retraining.after_scheduled_run(ctx, load_spec(entry.spec_path)[0], resumed)
                 except LoopMLError as exc:
                     _record(ctx, entry.pipeline, now, run_id, error=exc.message)
             continue
@@ -142,13 +142,18 @@ def run_due(ctx: Context, now: datetime | None = None, executor: str = "local") 
         # and skipped; the others still run.
         try:
             spec, root = load_spec(entry.spec_path)
-            result = run_pipeline(ctx, spec, root, executor=executor, hold_heavy=not open_window)
+            # A policy that retrains on schedule makes the run a retrain: decided first,
+            # then gated (and maybe promoted) on what it trained.
+            result, _ = retraining.scheduled_run(
+                ctx, spec, root, executor=executor, hold_heavy=not open_window
+            )
         except LoopMLError as exc:
             _record(ctx, entry.pipeline, now, None, error=exc.message)
             continue
+        if result is None:
+            _record(ctx, entry.pipeline, now, None, error="skipped: a retrain is in flight")
+            continue
         _record(ctx, entry.pipeline, now, result.id)
-        # A policy that retrains on schedule gates (and may promote) what the run trained.
-        retraining.after_scheduled_run(ctx, spec, result)
         results.append(result)
     return results
 

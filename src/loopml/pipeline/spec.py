@@ -333,6 +333,21 @@ class Drift(_Model):
 class Retrain(_Model):
     on: list[Literal["drift", "decay", "schedule"]] = ["drift"]
     auto_promote: bool = False
+    # After a rejected (or waiting) retrain, persisting drift or decay waits this long.
+    cooldown: str = "1h"
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str) -> str:
+        try:
+            parse_window(value)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+        return value
+
+    @property
+    def cooldown_seconds(self) -> float:
+        return parse_window(self.cooldown) / 1_000_000
 
 
 class Monitor(_Model):
@@ -376,6 +391,12 @@ class Spec(_Model):
                 "use letters, digits, '_', '-' and '.', starting with a letter or digit"
             )
         return value
+
+    @property
+    def model_name(self) -> str:
+        """The model the train step registers versions of (``train.name``, or the
+        spec's name)."""
+        return (self.train.name if self.train is not None else None) or self.name
 
     @model_validator(mode="after")
     def _names(self) -> Spec:

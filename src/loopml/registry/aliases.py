@@ -25,7 +25,13 @@ from loopml.errors import Conflict, InputError
 from loopml.governance import lineage
 from loopml.records import ModelVersion
 from loopml.registry.versions import resolve
-from loopml.store.tables import alias_moves, model_aliases, model_decisions, model_versions
+from loopml.store.tables import (
+    alias_moves,
+    model_aliases,
+    model_decisions,
+    model_versions,
+    models,
+)
 
 STATUSES = ("candidate", "approved", "rejected", "archived")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
@@ -69,19 +75,34 @@ def set_alias(
     reason: str = "",
     action: str = "model.alias",
     details: Mapping[str, Any] | None = None,
+    expect: Mapping[str, int | None] | None = None,
 ) -> ModelVersion:
     """Point ``alias`` at version ``number`` of ``model``.
 
     Args:
         action, details: the audit event's action and extra details (a promotion
             records its gates, and whether it was forced).
+        expect: alias -> the version it must still point at (None: unset) when the
+            move commits; a promotion checked against a champion passes this, so a
+            champion that moved meanwhile is never overwritten unchecked.
 
     Raises:
         NotFound: no such model or version.
         InputError: a bad alias name.
+        Conflict: an alias in ``expect`` moved.
     """
     check_alias(alias)
-    return _move(ctx, model, alias, number, reason, kind="set", action=action, details=details)
+    return _move(
+        ctx,
+        model,
+        alias,
+        number,
+        reason,
+        kind="set",
+        action=action,
+        details=details,
+        expect=expect,
+    )
 
 
 def rollback(
@@ -134,11 +155,23 @@ def _move(
     kind: str,
     action: str | None = None,
     details: Mapping[str, Any] | None = None,
+    expect: Mapping[str, int | None] | None = None,
 ) -> ModelVersion:
     now = datetime.now(UTC)
     with ctx.write() as conn:
         version = resolve(conn, f"{model}@{number}")
-        previous = aliases(conn, model).get(alias)
+        # Moves of one model's aliases queue on its row (PostgreSQL; SQLite already
+        # runs one writer at a time), so ``expect`` reads what the move replaces.
+        conn.execute(sa.select(models.c.name).where(models.c.name == model).with_for_update())
+        current = aliases(conn, model)
+        moved = {a: n for a, n in (expect or {}).items() if current.get(a) != n}
+        if moved:
+            names = ", ".join(f"{model}@{a}" for a in moved)
+            raise Conflict(
+                f"{names} moved while {model}@{number} was being checked",
+                hint="check and promote again against where it points now",
+            )
+        previous = current.get(alias)
         conn.execute(
             model_aliases.delete().where(
                 model_aliases.c.model == model, model_aliases.c.alias == alias
