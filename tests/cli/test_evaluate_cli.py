@@ -251,3 +251,30 @@ def test_the_installed_script_refuses_a_failing_promotion_with_exit_2(
     assert json.loads(done.stdout)["version"] == 2
     with _open(workspace) as ws:
         assert ws.models.aliases("m") == {"champion": 2}
+
+
+def test_a_report_or_card_path_that_is_a_folder_is_refused_before_any_work(
+    cli, workspace: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    with _open(workspace) as ws:
+        events = len(ws.audit.ls(limit=10_000))
+
+    refused = cli("evaluate", "m@1", "--report", str(folder))
+    line = refused.user_error(f"{folder} is a folder")
+    assert refused.err.strip().splitlines() == [line]  # one line, its hint in it
+    assert "report.html" in refused.err  # the hint: name a file in it
+    card = cli("model", "card", "m@1", "--intended-use", "Queue ranking", "--out", str(folder))
+    assert card.user_error(f"{folder} is a folder") == line
+    assert card.err.strip().splitlines() == [line]
+    # A path whose folder is a file cannot be written either.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cli("evaluate", "m@1", "--report", str(blocker / "r.html")).user_error("is a file")
+
+    with _open(workspace) as ws:
+        assert ws.evaluations.ls("m") == []
+        assert "Queue ranking" not in str(ws.evaluations.card("m@1"))
+        assert len(ws.audit.ls(limit=10_000)) == events
+    assert list(folder.iterdir()) == []

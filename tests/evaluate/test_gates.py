@@ -168,3 +168,63 @@ def test_gates_are_stored_per_model_and_a_bad_one_changes_nothing(binary: Traine
     assert replaced.beat_champion_by == {} and replaced.sensitive == []
     results = ws.evaluations.check("m@1")
     assert [(r.gate, r.passed) for r in results] == [("accuracy", True)]
+
+
+@pytest.mark.parametrize("margin", [-0.01, -1, float("nan"), float("inf"), float("-inf")])
+def test_a_negative_or_non_finite_margin_is_refused(margin: float) -> None:
+    with pytest.raises(InputError) as caught:
+        Gates(beat_champion_by={"roc_auc": margin}).parsed("binary")
+    assert "beat_champion_by.roc_auc" in caught.value.message
+    assert "0 or more" in caught.value.message
+    with pytest.raises(InputError, match=r"beat_champion_by\.roc_auc"):
+        check_gates_spec({"beat_champion_by": {"roc_auc": margin}})
+    # Zero is the least a margin may be.
+    assert Gates(beat_champion_by={"roc_auc": 0}).parsed("binary") == []
+
+
+@pytest.mark.parametrize("spec", ["roc_auc", ["roc_auc"], 0.9, None])
+def test_gates_that_are_not_a_mapping_are_refused(spec: object) -> None:
+    with pytest.raises(InputError) as caught:
+        Gates.from_spec(spec)  # type: ignore[arg-type]
+    assert "gates must map figures to thresholds" in caught.value.message
+    assert type(spec).__name__ in caught.value.message
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_sensitive_columns_on_a_model_that_is_not_binary_are_refused(
+    lws, tmp_path, task: str
+) -> None:
+    from tests.train._data import ingest, tabular
+
+    from .conftest import LOGISTIC
+
+    ingest(lws, "t", tabular(rows=200, task=task, seed=4), tmp_path / "data")
+    model = "sklearn:sklearn.linear_model.LinearRegression" if task == "regression" else LOGISTIC
+    lws.train("r", "t", "y", model=model)
+    figure = "rmse" if task == "regression" else "accuracy"
+
+    with pytest.raises(InputError) as caught:
+        lws.evaluations.set_gates("r", {figure: 0.5}, sensitive=["cat"])
+    assert f"not {task} ones" in caught.value.message
+    assert lws.evaluations.gates("r") is None
+    assert lws.audit.ls(action="model.gates", limit=10_000) == []
+    # The same gates without the sensitive column are fine.
+    assert lws.evaluations.set_gates("r", {figure: 0.5}).thresholds == {figure: 0.5}
+
+
+def test_a_gate_column_the_training_data_lacks_is_refused_naming_it(binary: Trained) -> None:
+    ws = binary.ws
+    before = ws.evaluations.gates("m")
+    events = len(ws.audit.ls(action="model.gates", limit=10_000))
+
+    with pytest.raises(InputError) as sensitive:
+        ws.evaluations.set_gates("m", {"roc_auc": 0.7}, sensitive=["cat", "age_band"])
+    assert "'age_band'" in sensitive.value.message and "'cat'" not in sensitive.value.message
+    assert "d@1" in sensitive.value.message and "m@1" in sensitive.value.message
+    assert "cat" in (sensitive.value.hint or "")
+    with pytest.raises(InputError, match="'region'"):
+        ws.evaluations.set_gates("m", {"roc_auc": 0.7}, slices=["region"])
+
+    after = ws.evaluations.gates("m")
+    assert (after.get_params() if after else None) == (before.get_params() if before else None)
+    assert len(ws.audit.ls(action="model.gates", limit=10_000)) == events

@@ -252,3 +252,145 @@ def test_a_challenger_trained_on_new_data_is_compared_on_its_own_holdout(
     assert (direct.data_ref, direct.split, direct.rows) == ("d@2", "holdout:m@4", 100)
     with pytest.raises(InputError, match="not trained on d@1"):
         ws.evaluate("m@1", "d@1", holdout_of="m@4")
+
+
+def test_a_rejected_version_is_refused_even_when_its_gates_pass_unless_forced(
+    three: Workspace,
+) -> None:
+    ws = three
+    ws.evaluations.set_gates("m", {"roc_auc": ">= 0.5"})
+    ws.promote("m", 1)
+    assert [r.passed for r in ws.evaluations.check("m@2")] == [True]  # every gate passes
+    ws.models.set_status("m", 2, "rejected", reason="x")
+
+    with pytest.raises(GateFailed) as caught:
+        ws.promote("m", 2)
+    assert "m@2 fails 1 of 2 gates" in caught.value.message
+    assert caught.value.failures == ["m@2 is rejected"]
+    assert ws.models.aliases("m") == {"champion": 1}
+    refused = _promotions(ws)[0]
+    assert refused.outcome == "refused"
+    assert [(g["gate"], g["passed"]) for g in refused.details["gates"]] == [
+        ("status", False),
+        ("roc_auc", True),
+    ]
+
+    forced = ws.promote("m", 2, force=True, reason="rejected by mistake")
+    assert forced.forced and (forced.version.number, forced.previous) == (2, 1)
+    assert ws.models.aliases("m") == {"champion": 2}
+    event = _promotions(ws)[0]
+    assert (event.outcome, event.details["forced"]) == ("ok", True)
+    assert event.details["reason"] == "rejected by mistake"
+
+
+def test_an_archived_version_is_refused_too(three: Workspace) -> None:
+    ws = three
+    ws.models.set_status("m", 3, "archived", reason="retired")
+    with pytest.raises(GateFailed) as caught:
+        ws.promote("m", 3)  # no gates declared: only the status fails
+    assert caught.value.failures == ["m@3 is archived"]
+    assert ws.models.aliases("m") == {}
+    ws.models.set_status("m", 3, "approved", reason="back in service")
+    assert ws.promote("m", 3).version.number == 3
+
+
+def test_a_champion_that_moved_meanwhile_is_not_overwritten(three: Workspace) -> None:
+    from loopml.errors import Conflict
+    from loopml.registry import aliases
+
+    ws = three
+    aliases.set_alias(ws.ctx, "m", "champion", 1)
+    moves = len(ws.audit.ls(target="alias:m@champion", limit=10_000))
+
+    with pytest.raises(Conflict) as caught:
+        aliases.set_alias(ws.ctx, "m", "champion", 3, expect={"champion": 2})
+    assert "m@champion moved" in caught.value.message
+    assert ws.models.aliases("m") == {"champion": 1}
+    assert len(ws.audit.ls(target="alias:m@champion", limit=10_000)) == moves
+    # Another alias named in ``expect`` guards the move just the same.
+    with pytest.raises(Conflict, match="m@prod"):
+        aliases.set_alias(ws.ctx, "m", "champion", 3, expect={"champion": 1, "prod": 1})
+    assert ws.models.aliases("m") == {"champion": 1}
+    # Where it still points as expected (None: unset), the move goes through.
+    aliases.set_alias(ws.ctx, "m", "champion", 3, expect={"champion": 1, "prod": None})
+    assert ws.models.aliases("m") == {"champion": 3}
+
+
+def test_a_promotion_whose_champion_moves_during_the_check_raises_conflict(
+    three: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.errors import Conflict
+    from loopml.evaluate import promotion
+    from loopml.registry import aliases
+
+    ws = three
+    ws.evaluations.set_gates("m", {"beat_champion_by": {"roc_auc": 0.0}})
+    ws.promote("m", 1)
+    checked = promotion.check
+
+    def check_while_another_promotes(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = checked(*args, **kwargs)
+        aliases.set_alias(ws.ctx, "m", "champion", 2, reason="another process")
+        return found
+
+    monkeypatch.setattr(promotion, "check", check_while_another_promotes)
+    with pytest.raises(Conflict, match="m@champion moved"):
+        ws.promote("m", 3)
+    assert ws.models.aliases("m") == {"champion": 2}  # the other move stands
+
+
+def test_a_forced_promotion_past_gates_that_cannot_be_checked_is_audited(
+    three: Workspace,
+) -> None:
+    from datetime import UTC, datetime
+
+    from loopml.store.tables import model_gates
+
+    ws = three
+    # Stored directly: set_gates refuses a column the data does not have.
+    with ws.ctx.write() as conn:
+        conn.execute(
+            model_gates.insert().values(
+                model="m",
+                gates={
+                    "thresholds": {"roc_auc": ">= 0.5"},
+                    "beat_champion_by": {},
+                    "sensitive": ["nonexistent"],
+                    "slices": [],
+                },
+                updated_by="test",
+                updated_at=datetime.now(UTC),
+            )
+        )
+    with pytest.raises(InputError, match="'nonexistent'") as unforced:
+        ws.promote("m", 3)
+    assert not isinstance(unforced.value, GateFailed)
+    assert ws.models.aliases("m") == {}
+
+    forced = ws.promote("m", 3, force=True, reason="gates are broken, ship anyway")
+
+    assert forced.forced and forced.evaluation is None
+    ((gate, passed, message),) = [(g.gate, g.passed, g.message) for g in forced.gates]
+    assert (gate, passed) == ("evaluation", False)
+    assert "'nonexistent'" in message
+    assert ws.models.aliases("m") == {"champion": 3}
+    event = _promotions(ws)[0]
+    assert (event.outcome, event.details["forced"]) == ("ok", True)
+    assert event.details["reason"] == "gates are broken, ship anyway"
+    assert event.details["evaluation"] is None
+    (audited,) = event.details["gates"]
+    assert audited["gate"] == "evaluation" and audited["message"] == message
+    assert ws.evaluations.ls("m", 3) == []
+
+
+def test_an_evaluation_at_another_threshold_is_not_reused_for_the_gates(three: Workspace) -> None:
+    ws = three
+    skewed = ws.evaluate("m@3", sensitive=["cat"], threshold=0.9, check_robustness=False)
+    ws.evaluations.set_gates("m", {"demographic_parity_difference": "<= 0.9"}, sensitive=["cat"])
+
+    done = ws.promote("m", 3)
+
+    assert done.evaluation is not None and done.evaluation != skewed.id
+    used = ws.evaluations.get(done.evaluation)
+    assert (used.summary["threshold"], used.summary["target"]) == (0.5, "y")
+    assert used.summary["sensitive"] == ["cat"]

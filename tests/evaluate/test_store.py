@@ -379,3 +379,87 @@ def test_evaluations_are_kept_on_postgresql_and_s3(ws: Workspace, tmp_path: Path
     assert report["summary"] == found.summary and found.rows == 80
     assert set(report["fairness"]) == {"cat"}
     assert ws.evaluations.card("m@1")["evaluation"]["id"] == found.id
+
+
+@pytest.mark.parametrize("threshold", [7.0, -0.1, float("nan")])
+def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_stored(
+    binary: Trained, threshold: float
+) -> None:
+    ws = binary.ws
+    before = _stored(ws)
+    with pytest.raises(InputError, match="threshold"):
+        ws.evaluate("m@1", threshold=threshold, check_robustness=False)
+    assert _stored(ws) == before
+
+
+def test_a_sensitive_column_named_alone_is_one_column(binary: Trained) -> None:
+    ws = binary.ws
+    as_list = ws.evaluate("m@1", sensitive=["cat"], check_robustness=False)
+
+    alone = ws.evaluate("m@1", sensitive="cat", check_robustness=False)  # type: ignore[arg-type]
+
+    assert alone.summary["sensitive"] == as_list.summary["sensitive"] == ["cat"]
+    assert set(ws.evaluations.report(alone)["fairness"]) == {"cat"}
+    assert alone.summary["values"] == as_list.summary["values"]
+    assert "demographic_parity_difference" in alone.summary["values"]
+    with pytest.raises(InputError, match="column names"):
+        ws.evaluate("m@1", sensitive=[1], check_robustness=False)  # type: ignore[list-item]
+
+
+def test_the_summary_keeps_the_target_and_threshold_it_was_measured_at(binary: Trained) -> None:
+    ws = binary.ws
+    default = ws.evaluate("m@1", check_robustness=False)
+    stricter = ws.evaluate("m@1", sensitive=["cat"], check_robustness=False, threshold=0.7)
+
+    assert (default.summary["target"], default.summary["threshold"]) == ("y", 0.5)
+    assert (stricter.summary["target"], stricter.summary["threshold"]) == ("y", 0.7)
+    assert ws.evaluations.get(stricter.id).summary["threshold"] == 0.7  # as stored
+    assert ws.evaluations.report(stricter)["fairness"]["cat"]["threshold"] == 0.7
+
+
+def test_unseen_by_leaves_out_exactly_the_rows_that_version_trained_on(binary: Trained) -> None:
+    ws, frame = binary.ws, binary.frame
+    ws.train("u", "d", "y", model=LOGISTIC, features=["x1"], seed=1)
+    other = ws.models.get("u@1")
+    mine = holdout_index(frame, "y", seed=0, stratify=True)
+    theirs = holdout_index(frame, "y", seed=1, stratify=True)
+    unseen = sorted(set(mine) & set(theirs))  # held out by both: u@1 never fitted on them
+    assert 0 < len(unseen) < len(mine)
+
+    found = ws.evaluate("m@1", unseen_by=other, check_robustness=False)
+
+    assert (found.split, found.rows) == ("holdout:m@1|unseen:u@1", len(unseen))
+    rows = ws.data.read("d@1").take(unseen)
+    assert found.summary["values"]["roc_auc"] == pytest.approx(
+        sk.roc_auc_score(rows["y"].to_numpy(), _scores(ws, "m@1", rows)), abs=1e-6
+    )
+    # Its own fitted rows are not in its holdout: leaving them out leaves every row.
+    itself = ws.evaluate("m@1", unseen_by=ws.models.get("m@1"), check_robustness=False)
+    assert itself.rows == len(mine)  # m@1 never fitted on its own holdout
+
+
+def test_unseen_by_matches_rows_whose_column_type_changed_between_versions(
+    lws: Workspace, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    old = tabular(rows=500, seed=0)
+    old["n"] = np.random.default_rng(0).integers(0, 1_000_000, size=len(old))
+    new = tabular(rows=500, seed=9)
+    new["n"] = pd.array(np.random.default_rng(9).integers(0, 1_000_000, size=500), dtype="Int64")
+    new.loc[:4, "n"] = pd.NA  # the column gains nulls: another type in the next version
+    both = pd.concat([old, new], ignore_index=True)
+    ingest(lws, "d", old, tmp_path / "data")
+    ingest(lws, "d", both, tmp_path / "data")
+    lws.train("m", "d@1", "y", model=LOGISTIC, features=["x1", "n"])
+    lws.train("m", "d@2", "y", model=LOGISTIC, features=["x1", "n"])
+
+    found = lws.evaluate("m@1", "d@2", holdout_of="m@2", unseen_by="m@1", check_robustness=False)
+
+    # m@2's holdout rows that m@1 fitted (d@1's rows outside m@1's holdout) are left out.
+    fitted_by_first = set(range(500)) - set(holdout_index(old, "y", seed=0, stratify=True))
+    expected = [
+        i for i in holdout_index(both, "y", seed=0, stratify=True) if i not in fitted_by_first
+    ]
+    assert 0 < len(expected) < 200
+    assert (found.split, found.rows) == ("holdout:m@2|unseen:m@1", len(expected))

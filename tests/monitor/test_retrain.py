@@ -238,3 +238,79 @@ def _one_round(workspaces: list[Workspace]) -> list[policy_store.RetrainDecision
         thread.join(timeout=60)
     assert errors == [], errors
     return won
+
+
+@pytest.mark.parametrize("waiting", ["rejected", "awaiting_approval"])
+def test_drift_waits_out_the_cooldown_after_a_rejected_or_waiting_retrain(
+    ws: Workspace, waiting: str
+) -> None:
+    cooling = RetrainPolicy(on=("drift",), cooldown_seconds=3600)
+    first = decide(ws.ctx, "m", cooling, "drift", "psi 0.4 on x1")
+    assert first is not None
+    move(ws.ctx, first.id, "running")
+    move(ws.ctx, first.id, waiting, {"why": "did not beat the champion"})
+
+    assert decide(ws.ctx, "m", cooling, "drift", "still drifting") is None
+    assert (
+        decide(ws.ctx, "m", RetrainPolicy(on=("decay",), cooldown_seconds=3600), "decay", "")
+        is None
+    )
+    assert [d.id for d in _decisions(ws)] == [first.id]
+    # Without a cooldown, persisting drift retrains at once.
+    no_wait = decide(ws.ctx, "m", RetrainPolicy(on=("drift",), cooldown_seconds=0), "drift", "")
+    assert no_wait is not None and no_wait.id != first.id
+    move(ws.ctx, no_wait.id, "running")
+    move(ws.ctx, no_wait.id, waiting)
+    # A person asking is never made to wait.
+    manual = decide(ws.ctx, "m", cooling, "manual", "asked by a person")
+    assert manual is not None and manual.trigger == "manual"
+    move(ws.ctx, manual.id, "running")
+    move(ws.ctx, manual.id, waiting)
+    assert decide(ws.ctx, "m", cooling, "drift", "still drifting") is None
+
+    # Once the newest decision is older than the cooldown, drift retrains again.
+    for decision in (first, no_wait, manual):
+        _age(ws, decision.id, timedelta(seconds=3600) + timedelta(minutes=1))
+    later = decide(ws.ctx, "m", cooling, "drift", "drifting an hour later")
+    assert later is not None and later.status == "due"
+
+
+def test_a_failed_or_promoted_retrain_does_not_cool_down(ws: Workspace) -> None:
+    cooling = RetrainPolicy(on=("drift",), cooldown_seconds=3600)
+    for final in ("failed", "promoted"):
+        decision = decide(ws.ctx, "m", cooling, "drift", "")
+        assert decision is not None, final
+        move(ws.ctx, decision.id, "running")
+        move(ws.ctx, decision.id, final)
+    assert decide(ws.ctx, "m", cooling, "drift", "") is not None
+
+
+def test_a_decision_another_process_finished_is_not_moved_again(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decision = decide(ws.ctx, "m", DRIFT_ONLY, "drift", "")
+    assert decision is not None
+    running = move(ws.ctx, decision.id, "running")
+    move(ws.ctx, decision.id, "failed", {"error": "abandoned"})  # another process finished it
+
+    with pytest.raises(InputError, match="already failed"):
+        move(ws.ctx, decision.id, "promoted", {"alias": "champion"})
+
+    # Even when the mover read it before the other process finished it (a stale read),
+    # the compare-and-set leaves it as the other process left it.
+    stale = iter([running])
+    real_get = policy_store.get
+    monkeypatch.setattr(policy_store, "get", lambda conn, i: next(stale, None) or real_get(conn, i))
+    with pytest.raises(InputError, match="already"):
+        move(ws.ctx, decision.id, "promoted", {"alias": "champion"})
+    monkeypatch.undo()
+
+    with ws.ctx.read() as conn:
+        after = policy_store.get(conn, decision.id)
+    assert after.status == "failed" and "alias" not in after.details
+    assert after.details["error"] == "abandoned"
+    assert [a for a, i in _actions(ws) if i == decision.id] == [
+        "model.retrain.due",
+        "model.retrain.running",
+        "model.retrain.failed",
+    ]

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from tests.train._data import tabular
 from threadpoolctl import threadpool_limits
 
+from loopml.errors import InputError
 from loopml.monitor.feedback import record_feedback
 from loopml.pipeline.loop import Tick, tick, watch
 from loopml.pipeline.spec import load_spec
@@ -223,3 +225,30 @@ def test_decay_retrains_even_when_drift_the_policy_ignores_is_flagged_too(
     decision = found.retrain
     assert decision is not None and decision.trigger == "decay"
     assert decision.details["monitor_result"] == found.decay.id
+
+
+@pytest.mark.parametrize(
+    ("option", "mentions"),
+    [
+        ({"interval": -1}, "interval -1"),
+        ({"interval": float("nan")}, "interval nan"),
+        ({"interval": 0, "window": "abc"}, "'abc'"),
+        ({"interval": 0, "window": 0}, "window of 0 rows"),
+    ],
+)
+def test_watch_refuses_a_bad_interval_or_window_before_any_tick(
+    ws: Workspace, project: Path, write: Write, option: dict, mentions: str
+) -> None:
+    # The spec names a model that does not exist yet: a tick would still run (and note
+    # it), so a tick that ran would show in ``seen``.
+    path = write("loopml.yaml", SPEC.format(on="drift"))
+    seen: list[Tick] = []
+
+    with pytest.raises(InputError) as caught:
+        watch(ws.ctx, path, iterations=1, on_tick=seen.append, **option)
+
+    assert mentions in caught.value.message
+    assert seen == []
+    # The same call with good options does tick.
+    assert len(watch(ws.ctx, path, interval=0, iterations=1, on_tick=seen.append)) == 1
+    assert len(seen) == 1 and seen[0].model == "m"

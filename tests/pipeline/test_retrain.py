@@ -349,3 +349,41 @@ def test_a_scheduled_run_is_not_gated_when_the_policy_ignores_schedules(
     assert result.status == "succeeded" and ws.models.get("m").number == 1
     assert ws.pipelines.retrains("m") == []
     assert "champion" not in ws.models.aliases("m")
+
+
+def test_a_version_awaiting_approval_waits_as_the_challenger(
+    ws: Workspace, project: Path, write: Write
+) -> None:
+    path = first_version(ws, project, write, noise(), auto=False)
+    clean().to_csv(project / "d.csv", index=False)
+
+    decision = retrain(ws, path, trigger="drift", reason="x1 moved")
+
+    assert decision is not None and decision.status == "awaiting_approval", decision
+    assert (decision.details["candidate"], decision.details["alias"]) == ("m@2", "challenger")
+    assert ws.models.aliases("m") == {"champion": 1, "challenger": 2}
+    moved = ws.audit.ls(target="alias:m@challenger")[0]
+    assert moved.details["number"] == 2 and decision.id[:12] in moved.details["reason"]
+    assert not [e for e in ws.audit.ls(action="model.promote") if e.details.get("number") == 2]
+    # Drift that persists waits out the cooldown: no second retrain, no new version.
+    assert retrain(ws, path, trigger="drift", reason="still drifting") is None
+    assert [v.number for v in ws.models.versions("m")] == [1, 2]
+    # Approving it is an ordinary promotion.
+    ws.promote("m", 2, reason=f"approve retrain {decision.id}")
+    assert champion(ws) == 2
+
+
+def test_the_retrain_cooldown_is_read_from_the_spec(project: Path, write: Write) -> None:
+    from loopml.errors import SpecError
+
+    text = spec_text().replace("auto_promote: true}", "auto_promote: true, cooldown: 2h}")
+    assert "cooldown: 2h" in text
+    spec, _ = load_spec(write("loopml.yaml", text))
+    assert policy_of(spec).cooldown_seconds == 7200
+    assert spec.monitor is not None and spec.monitor.retrain is not None
+    assert spec.monitor.retrain.cooldown == "2h"
+
+    bad = spec_text().replace("auto_promote: true}", "auto_promote: true, cooldown: soon}")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write("bad.yaml", bad))
+    assert "monitor.retrain.cooldown" in caught.value.message and "soon" in caught.value.message

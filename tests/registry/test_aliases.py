@@ -76,3 +76,26 @@ def test_status_decisions_record_who_and_why(three_versions: Workspace) -> None:
     ]
     (event, *_) = ws.audit.ls(action="model.status")
     assert event.details["to"] == "archived" and event.details["from"] == "approved"
+
+
+def test_a_move_expecting_an_alias_elsewhere_is_refused_and_moves_nothing(
+    three_versions: Workspace,
+) -> None:
+    ws, ctx = three_versions, three_versions.ctx
+    registry_aliases.set_alias(ctx, "m", "champion", 1, reason="first")
+    events = len(ws.audit.ls(limit=10_000))
+
+    with pytest.raises(Conflict) as caught:
+        registry_aliases.set_alias(ctx, "m", "champion", 3, expect={"champion": 2})
+    assert "m@champion moved while m@3 was being checked" in caught.value.message
+    with pytest.raises(Conflict, match="m@champion"):
+        registry_aliases.set_alias(ctx, "m", "champion", 3, expect={"champion": None})
+    with ctx.read() as conn:
+        assert registry_aliases.aliases(conn, "m") == {"champion": 1}
+    assert len(ws.audit.ls(limit=10_000)) == events
+    # A rollback finds no trace of the refused moves: champion has nowhere earlier to go.
+    with pytest.raises(Conflict, match="no earlier version"):
+        registry_aliases.rollback(ctx, "m", "champion")
+
+    registry_aliases.set_alias(ctx, "m", "champion", 3, expect={"champion": 1})
+    assert ws.models.get("m@champion").number == 3

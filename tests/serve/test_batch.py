@@ -100,7 +100,8 @@ def test_input_off_the_signature_is_refused_before_anything_is_written(
     with pytest.raises(InputError) as caught:
         scoring.predict("m", data="wrong", out="never")
     message = str(caught.value)
-    assert "x1 is string, not a number" in message and "cat is missing" in message
+    assert "column 'x1' is string, not a number" in message
+    assert "column 'cat'" in message and "is missing" in message
     with pytest.raises(NotFound):
         scoring.data.get("never")
     failed = scoring.audit.ls(action="dataset.predict", target="dataset:never")

@@ -71,7 +71,7 @@ def evaluate(
     sensitive: Sequence[str] = (),
     slices: Sequence[str] = (),
     holdout_of: str | ModelVersion | None = None,
-    unseen_by: ModelVersion | None = None,
+    unseen_by: str | ModelVersion | None = None,
     check_robustness: bool = True,
     threshold: float = 0.5,
     seed: int = 0,
@@ -107,6 +107,8 @@ def evaluate(
     with ctx.read() as conn:
         version = ref if isinstance(ref, ModelVersion) else versions.resolve(conn, ref)
         run = tracking.get(conn, version.run_id)
+        if isinstance(unseen_by, str):
+            unseen_by = versions.resolve(conn, unseen_by)
         rows_of = version
         if holdout_of is not None:
             rows_of = (
@@ -135,7 +137,7 @@ def evaluate(
     data_api = DataAPI(ctx)
     schema = data_api.schema(dataset)
     where = f"dataset {dataset.ref}"
-    signature.check(version.signature, schema, where, version.ref)
+    signature.check(version, schema, where)
     needed = [c for c in [label, *sensitive, *slices] if c is not None]
     missing = [c for c in dict.fromkeys(needed) if c not in schema.names]
     if missing:
@@ -205,9 +207,21 @@ def fit_rows(ctx: Context, version: ModelVersion) -> tuple[Any, list[str]]:
 
 
 def _row_hashes(table: Any, columns: Sequence[str]) -> Any:
+    """One hash per row over ``columns``, equal for equal values whatever the column's
+    type in this version (an int column with nulls, a float column: both numbers)."""
     import pandas as pd
+    import pyarrow as pa
 
-    frame = table.select(list(columns)).to_pandas()
+    same: dict[str, Any] = {}
+    for name in columns:
+        column = table[name]
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        kind = column.type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        numeric = numeric or pa.types.is_decimal(kind) or pa.types.is_boolean(kind)
+        same[name] = column.cast(pa.float64() if numeric else pa.string())
+    frame = pa.table(same).to_pandas()
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
@@ -355,8 +369,7 @@ def _robustness(
         table, y = table.take(chosen), y[chosen]
     frame = predictor.frame(table)
     metric = _robustness_metric(task, y)
-    features = predictor.version.meta.get("features") or {}
-    text = [*features.get("one_hot", []), *features.get("ordinal", [])]
+    text = predictor.text
     numeric = [c for c in predictor.features if c not in set(text)]
 
     def measure(scores: Any) -> float:

@@ -15,7 +15,6 @@ dataset version is scored with the version batch by batch.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from loopml.context import Context
 from loopml.data import versions as data_versions
 from loopml.data.api import DataAPI, stream_batches
 from loopml.errors import InputError
+from loopml.features.timeseries import parse_window as parse_duration
 from loopml.monitor.drift import DRIFT_SHARE, DriftAccumulator, DriftReport, check_test
 from loopml.monitor.log_reader import read_window
 from loopml.records import DatasetVersion, ModelVersion
@@ -45,8 +45,6 @@ MAX_CHUNKS = 168
 # Columns of the prediction log itself; an input column of the same name is logged as
 # ``input.NAME`` (see ``loopml.serve.prediction_log``).
 LOG_COLUMNS = frozenset({"request_id", "row", "time", "model", "version", "shadow", "latency_ms"})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -122,16 +120,13 @@ def parse_window(window: int | str | timedelta | None) -> int | timedelta:
         if text.isdigit():
             count = int(text)
         else:
-            match = _DURATION.match(text)
-            if match is None:
+            try:
+                return timedelta(microseconds=parse_duration(text))
+            except InputError as exc:
                 raise InputError(
                     f"window {window!r} is neither a row count nor a duration",
                     hint="use a number of rows (10000) or a duration (30m, 24h, 7d)",
-                )
-            seconds = float(match.group(1)) * _UNITS[match.group(2)]
-            if seconds <= 0:
-                raise InputError(f"window {window!r} is empty", hint="use e.g. 1h")
-            return timedelta(seconds=seconds)
+                ) from exc
     if count < 1:
         raise InputError(f"window of {count} rows", hint="use at least one row")
     return count

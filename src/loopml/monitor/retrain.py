@@ -210,7 +210,8 @@ def move(
             .values(**values)
         ).rowcount
         if not changed or current.status in FINAL:
-            raise InputError(f"retrain {decision_id} is already {current.status}")
+            now_status = get(conn, decision_id).status
+            raise InputError(f"retrain {decision_id} is already {now_status}")
         ctx.audit(
             conn,
             f"model.retrain.{status}",

@@ -330,6 +330,10 @@ class Drift(_Model):
     share: float = Field(default=0.5, gt=0, le=1)
 
 
+# "0", "0s", "0m"...: no cooldown at all.
+_NO_TIME = re.compile(r"\s*0+\s*[smhdw]?\s*")
+
+
 class Retrain(_Model):
     on: list[Literal["drift", "decay", "schedule"]] = ["drift"]
     auto_promote: bool = False
@@ -339,14 +343,18 @@ class Retrain(_Model):
     @field_validator("cooldown")
     @classmethod
     def _cooldown(cls, value: str) -> str:
+        if _NO_TIME.fullmatch(str(value)):
+            return value
         try:
             parse_window(value)
         except InputError as exc:
-            raise ValueError(exc.message) from exc
+            raise ValueError(f"cooldown {value!r}: {exc.hint or exc.message}") from exc
         return value
 
     @property
     def cooldown_seconds(self) -> float:
+        if _NO_TIME.fullmatch(str(self.cooldown)):
+            return 0.0
         return parse_window(self.cooldown) / 1_000_000
 
 

@@ -1,57 +1,78 @@
 """A model version's signature: the input columns and types it was trained on.
 
 Training records each input column's Arrow type. Data scored later (an evaluation, a
-batch) must carry every input column with a compatible type: numbers for a number
-column, text for a text column. Extra columns are fine; they are not features.
+batch) must carry every input column with a usable type: a number for a number
+column, a time for a time column. Text (category) features are read as text whatever
+their type, and a column of nulls fits anything. Extra columns are fine; they are
+not features.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
+import pyarrow as pa
+
 from loopml.errors import InputError
+from loopml.records import ModelVersion
 
-_NUMERIC = ("int", "uint", "float", "double", "decimal", "bool", "halffloat")
-_TEXT = ("string", "large_string", "utf8", "large_utf8", "dictionary")
-
-
-def kind_of(arrow_type: str) -> str:
-    """``number``, ``text`` or ``other`` for an Arrow type's name (``double``, ``string``)."""
-    if arrow_type.startswith(_NUMERIC):
-        return "number"
-    if arrow_type.startswith(_TEXT):
-        return "text"
-    return "other"
+_NUMBERS = ("int", "uint", "float", "double", "halffloat", "bool", "decimal")
+_TIMES = ("timestamp", "date", "time", "duration")
 
 
-def problems(signature: Mapping[str, Any], schema: Any) -> list[str]:
-    """What keeps ``schema`` (a pyarrow Schema) from feeding a model of ``signature``.
+def text_features(version: ModelVersion) -> set[str]:
+    """The version's category features (one-hot or ordinal encoded)."""
+    features = version.meta.get("features") or {}
+    return {*features.get("one_hot", []), *features.get("ordinal", [])}
 
-    Returns one line per problem: a missing column, or a column whose type is of
-    another kind than at training. Empty when the data fits.
+
+def _is_number(given: pa.DataType) -> bool:
+    if pa.types.is_dictionary(given):
+        given = given.value_type
+    return bool(
+        pa.types.is_integer(given)
+        or pa.types.is_floating(given)
+        or pa.types.is_boolean(given)
+        or pa.types.is_decimal(given)
+    )
+
+
+def problems(
+    signature: Mapping[str, Any], schema: pa.Schema, text: Collection[str] = ()
+) -> list[str]:
+    """What keeps ``schema`` from feeding a model of ``signature``, one line each: a
+    missing column, or one of the wrong kind. Empty when the data fits.
+
+    Args:
+        text: the category features, which take any type.
     """
-    found = {field.name: str(field.type) for field in schema}
     lines = []
     for column in signature.get("inputs", []):
-        name, expected = column["name"], column["type"]
-        if name not in found:
+        name, expected = column["name"], str(column.get("type", ""))
+        if name not in schema.names:
             lines.append(f"column {name!r} ({expected}) is missing")
-        elif kind_of(found[name]) != kind_of(expected):
-            lines.append(f"column {name!r} is {found[name]}; the model was trained on {expected}")
+            continue
+        given = schema.field(name).type
+        if name in text or pa.types.is_null(given):
+            continue
+        if expected.startswith(_NUMBERS) and not _is_number(given):
+            lines.append(f"column {name!r} is {given}, not a number ({expected})")
+        elif expected.startswith(_TIMES) and not pa.types.is_temporal(given):
+            lines.append(f"column {name!r} is {given}, not a time ({expected})")
     return lines
 
 
-def check(signature: Mapping[str, Any], schema: Any, where: str, model: str) -> None:
-    """Raise when ``schema`` cannot feed the model.
+def check(version: ModelVersion, schema: pa.Schema, where: str) -> None:
+    """Raise when ``schema`` cannot feed ``version``.
 
     Raises:
         InputError: listing every missing or mistyped column.
     """
-    found = problems(signature, schema)
+    found = problems(version.signature, schema, text_features(version))
     if found:
         raise InputError(
-            f"{where} does not match {model}'s signature: {'; '.join(found)}",
+            f"{where} does not match {version.ref}'s signature: {'; '.join(found)}",
             hint="score data with the columns and types the model was trained on "
-            "(`loopml model show` lists them)",
+            "(`loopml model show`)",
         )

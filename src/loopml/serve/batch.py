@@ -38,6 +38,7 @@ from loopml.data.api import DataAPI, stream_batches
 from loopml.data.writer import audited_failure, write_version
 from loopml.errors import InputError, LoopMLError, StoreError
 from loopml.records import DatasetVersion, ModelVersion
+from loopml.registry import signature
 from loopml.registry import versions as model_versions
 from loopml.registry.predictor import Predictor
 
@@ -201,26 +202,7 @@ def check_input(version: ModelVersion, schema: pa.Schema) -> None:
     Raises:
         InputError: naming every missing column and every column of the wrong type.
     """
-    problems = []
-    text = _text_features(version)
-    for column in version.signature.get("inputs", []):
-        name = column["name"]
-        if name not in schema.names:
-            problems.append(f"{name} is missing")
-            continue
-        given = schema.field(name).type
-        if name in text or _is_null(given):
-            continue  # categories are read as text, whatever their type
-        expected = str(column.get("type", ""))
-        if _numeric_name(expected) and not _is_numeric(given):
-            problems.append(f"{name} is {given}, not a number ({expected})")
-        elif _temporal_name(expected) and not pa.types.is_temporal(given):
-            problems.append(f"{name} is {given}, not a time ({expected})")
-    if problems:
-        raise InputError(
-            f"the input does not match {version.ref}'s signature: {'; '.join(problems)}",
-            hint="score a dataset with the model's input columns (`loopml model show`)",
-        )
+    signature.check(version, schema, "the input")
 
 
 def output_schema(version: ModelVersion, kept: pa.Schema) -> pa.Schema:
@@ -390,31 +372,3 @@ def _kept_columns(schema: pa.Schema, keep: Sequence[str] | None) -> list[str]:
             hint=f"the input's columns are {', '.join(schema.names)}",
         )
     return list(dict.fromkeys(keep))
-
-
-def _text_features(version: ModelVersion) -> set[str]:
-    features = version.meta.get("features") or {}
-    return {*features.get("one_hot", []), *features.get("ordinal", [])}
-
-
-def _is_null(given: pa.DataType) -> bool:
-    return bool(pa.types.is_null(given))
-
-
-def _is_numeric(given: pa.DataType) -> bool:
-    if pa.types.is_dictionary(given):
-        given = given.value_type
-    return bool(
-        pa.types.is_integer(given)
-        or pa.types.is_floating(given)
-        or pa.types.is_boolean(given)
-        or pa.types.is_decimal(given)
-    )
-
-
-def _numeric_name(name: str) -> bool:
-    return name.startswith(("int", "uint", "float", "double", "halffloat", "bool", "decimal"))
-
-
-def _temporal_name(name: str) -> bool:
-    return name.startswith(("timestamp", "date", "time", "duration"))
