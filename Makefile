@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo-workspace
+	rm -rf demo-workspace demo-report.html
 	$(BIN)/loopml demo --workspace demo-workspace
 
 lint: $(STAMP)
@@ -42,4 +42,4 @@ bench: $(BENCH_STAMP)
 	for script in bench/[!_]*.py; do echo "== $$script"; $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) demo-workspace bench/.data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) demo-workspace demo-report.html bench/.data .pytest_cache .ruff_cache

@@ -419,7 +419,7 @@ def test_the_summary_keeps_the_target_and_threshold_it_was_measured_at(binary: T
 
 def test_unseen_by_leaves_out_exactly_the_rows_that_version_trained_on(binary: Trained) -> None:
     ws, frame = binary.ws, binary.frame
-    ws.train("u", "d", "y", model=LOGISTIC, features=["x1"], seed=1)
+    ws.train("u", "d@1", "y", model=LOGISTIC, features=["x1"], seed=1)
     other = ws.models.get("u@1")
     mine = holdout_index(frame, "y", seed=0, stratify=True)
     theirs = holdout_index(frame, "y", seed=1, stratify=True)
