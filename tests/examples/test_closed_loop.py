@@ -54,10 +54,13 @@ def test_the_demo_closes_the_loop_with_no_failed_request(tmp_path: Path) -> None
         assert all(g["passed"] for g in retrain.details["gates"])
         # The new version was evaluated with fairness on its holdout, and the champion
         # measured on the same rows for the comparison.
-        (own,) = ws.evaluations.ls("fraud", 2)
-        assert own.split == "holdout:fraud@2"
+        (own,) = [e for e in ws.evaluations.ls("fraud", 2) if e.split == "holdout:fraud@2"]
         assert own.summary["values"]["demographic_parity_difference"] is not None
-        assert any(e.split == "holdout:fraud@2" for e in ws.evaluations.ls("fraud", 1))
+        # The comparison: both versions on the rows of that holdout fraud@1 never fitted.
+        compared = "holdout:fraud@2|unseen:fraud@1"
+        (mine,) = [e for e in ws.evaluations.ls("fraud", 2) if e.split == compared]
+        (theirs,) = [e for e in ws.evaluations.ls("fraud", 1) if e.split == compared]
+        assert 0 < mine.rows == theirs.rows <= own.rows
         actions = [e.action for e in ws.audit.ls(limit=1000)]
         for action in ("model.promote", "model.retrain.due", "model.retrain.promoted"):
             assert action in actions
