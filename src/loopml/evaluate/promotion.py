@@ -87,7 +87,7 @@ def check(
     gates.parsed(version.task)  # bad gates fail before any evaluation runs
     if not gates.thresholds and not gates.beat_champion_by:
         return version, [], None, None
-    own = _evaluation_of(ctx, version, version, gates, trust)
+    own = _evaluation_of(ctx, version, gates, trust)
     champion_evaluation = None
     champion_values = compared = None
     champion_ref = problem = None
@@ -226,31 +226,27 @@ def rollback(ctx: Context, model: str, alias: str = CHAMPION, *, reason: str = "
 
 
 def _evaluation_of(
-    ctx: Context,
-    version: ModelVersion,
-    rows_of: ModelVersion,
-    gates: Gates,
-    trust: Sequence[str],
-    like: Evaluation | None = None,
+    ctx: Context, version: ModelVersion, gates: Gates, trust: Sequence[str]
 ) -> Evaluation:
-    """The newest evaluation of ``version`` on ``rows_of``'s training holdout that
-    measured what the gates need, or a new one."""
-    trained_on = rows_of.inputs[0] if rows_of.inputs else {}
-    split = f"holdout:{rows_of.ref}"
+    """The newest evaluation of ``version`` on its own training holdout that measured
+    what the gates need, or a new one."""
+    trained_on = version.inputs[0] if version.inputs else {}
     with ctx.read() as conn:
         found = evaluations.latest(
-            conn, version.model, version.number, dataset_id=trained_on.get("id"), split=split
+            conn,
+            version.model,
+            version.number,
+            dataset_id=trained_on.get("id"),
+            split=f"holdout:{version.ref}",
         )
     if found is not None and _measures(found, gates, _target_of(ctx, version)):
         return found
-    data = like.data_ref if like is not None else trained_on.get("dataset")
     return evaluations.evaluate(
         ctx,
         version,
-        data,
+        trained_on.get("dataset"),
         sensitive=gates.sensitive,
         slices=gates.slices,
-        holdout_of=rows_of if rows_of is not version else None,
         trust=trust,
     )
 

@@ -16,7 +16,7 @@ from loopml.examples.fraud import contract_path, generate_transactions
 
 SPEC = """\
 # The card-fraud workload: loopml run executes the sources, features, split and training;
-# evaluate, deploy and monitor are validated now and run as those stages land.
+# the train step also evaluates and declares the gates; `loopml watch` acts on deploy and monitor.
 name: card-fraud
 owner: risk-ml@example.com
 sources:

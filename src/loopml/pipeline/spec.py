@@ -1,9 +1,9 @@
 """The workload spec, ``loopml.yaml``: one file that declares a whole workload.
 
 Every section is validated when the spec is loaded, with messages that name the field
-and its line. Sources, features and the split run as pipeline steps today; the
-sections for later stages (train, evaluate, deploy, monitor) are validated now and
-executed as those stages land.
+and its line. Sources, features, the split and training (with its evaluation and
+gates) run as pipeline steps; ``deploy`` and ``monitor`` are read by the servers,
+``loopml watch`` and ``loopml retrain``.
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ class Evaluate(_Model):
 
 
 class Deploy(_Model):
-    """Serving (validated now)."""
+    """Serving: the alias servers watch, and how they run."""
 
     alias: str = "champion"
     workers: int = Field(default=1, ge=1)
@@ -359,7 +359,7 @@ class Retrain(_Model):
 
 
 class Monitor(_Model):
-    """Monitoring, alerts and retraining (validated now)."""
+    """Monitoring, alerts and retraining (what ``loopml watch`` and ``loopml retrain`` read)."""
 
     drift: Drift = Drift()
     # Alert rules keep the form ``loopml.monitor.alert_rules`` reads (and validates here).
