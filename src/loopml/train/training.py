@@ -332,11 +332,13 @@ def _train(
         fitted = trainers.fit(spec, x_fit, y_fit)
     if device == "cuda":
         run.meter.add_gpu(time.perf_counter() - started)
-    # Serialising the model (Python, mostly) overlaps scoring the holdout (native code).
+    # Scoring the holdout gets the cores to itself: beside Python threads, the native
+    # threads of a tree ensemble's predict spin and wait, and it takes twice as long.
+    holdout_scores = trainers.scores(spec, fitted, x_test)
+    # Serialising the model (Python, mostly) and profiling the inputs overlap the metrics.
     with ThreadPoolExecutor(2) as pool:
         saving = pool.submit(_artifacts, ctx, spec, fitted, transformer, data, plan)
         profiling = pool.submit(_input_profile, data, plan)
-        holdout_scores = trainers.scores(spec, fitted, x_test)
         labelled = data.y is not None
         y_test = data.y[test_index] if labelled else holdout_scores * 0
         metrics = score_all(data.task, y_test, holdout_scores, len(data.classes), labelled=labelled)
