@@ -1,14 +1,17 @@
 """Running one contender in a fresh process, for the benchmarks that compare several:
-``spawn`` returns what it printed, ``spawn_measured`` also its wall time and peak RSS."""
+``spawn`` returns what it printed, ``spawn_measured`` also its wall time and peak RSS;
+``paired`` folds their rounds into the figure a target is checked on."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -63,3 +66,13 @@ def spawn_measured(argv: list[str], timeout: float) -> dict:
         except json.JSONDecodeError:
             pass
     return {"error": f"stdout is not JSON: {out.strip()[-200:]!r}"}
+
+
+def paired(mine: list[dict], base: list[dict], figure: Callable[[dict, dict], float]) -> float:
+    """The median over rounds of ``figure(loopml's run, the baseline's run)``.
+
+    The two ran back to back in each round, so a round's figure sees about the same
+    machine load on both sides; on a shared, noisy machine the median of such pairs
+    drifts less than a ratio of medians.
+    """
+    return statistics.median(figure(m, b) for m, b in zip(mine, base, strict=True))

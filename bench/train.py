@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _spawn import spawn  # bench/ is the script folder, on sys.path
+from _spawn import paired, spawn  # bench/ is the script folder, on sys.path
 
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 NUMERIC = [f"x{i:02d}" for i in range(20)]
@@ -289,15 +289,6 @@ def summarize(name: str, rounds: list[dict]) -> dict:
             statistics.median(r["skops_import_seconds"] for r in rounds), 3
         )
     return line
-
-
-def paired(mine: list[dict], base: list[dict], figure: Callable[[dict, dict], float]) -> float:
-    """The median over rounds of ``figure(loopml's run, the baseline's run)``.
-
-    The two ran back to back in each round, so a round's figure sees the same machine
-    load on both sides; the median of such pairs drifts less than a ratio of medians.
-    """
-    return statistics.median(figure(m, b) for m, b in zip(mine, base, strict=True))
 
 
 def summary(
