@@ -1,0 +1,98 @@
+"""skops artifacts are canonical (equal models give equal bytes, so equal content ids),
+and loopml's direct writer gives exactly what skops' public ``dumps`` canonicalised does."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from loopml.registry import formats
+
+
+def _x_y() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 4))
+    x[:, 3] = rng.integers(0, 3, 300)
+    return x, (x[:, 0] + x[:, 3] > 0.5).astype(int)
+
+
+def _models() -> list[object]:
+    x, y = _x_y()
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("scale", StandardScaler(), [0, 1, 2]),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore"), [3]),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression()),
+        ]
+    )
+    return [
+        pipeline.fit(x, y),
+        HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y),
+        RandomForestRegressor(n_estimators=3, random_state=0).fit(x, x[:, 0]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_the_direct_writer_gives_the_canonicalised_public_bytes(index: int) -> None:
+    model = _models()[index]
+    direct = formats.skops_bytes(model)
+    assert direct == formats.canonical_skops(bytes(skops.io.dumps(model)))
+    x, _ = _x_y()
+    loaded = formats.load(direct, "skops", "m@1 model")
+    method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+    assert np.array_equal(getattr(loaded, method)(x), getattr(model, method)(x))
+
+
+def test_equal_models_give_equal_bytes_and_a_change_changes_them() -> None:
+    first, second = _models(), _models()  # fitted twice: new objects, new ids
+    for a, b in zip(first, second, strict=True):
+        assert formats.dump(a, "skops") == formats.dump(b, "skops")
+    changed = first[1].set_params(learning_rate=0.2)
+    assert formats.dump(changed, "skops") != formats.dump(second[1], "skops")
+
+
+def test_files_are_numbered_as_they_appear_and_shared_arrays_stay_shared() -> None:
+    shared = np.arange(5.0)
+    scaler = StandardScaler().fit(np.ones((3, 5)))
+    scaler.mean_ = shared
+    scaler.var_ = shared  # one array under two names: stored once
+    data = formats.dump(scaler, "skops")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        schema = json.loads(archive.read("schema.json"))
+        infos = archive.infolist()
+    files = [n for n in names if n != "schema.json"]
+    assert all(n.removesuffix(".npy").isdigit() for n in files)
+    state = schema["content"]["content"]  # the object's __dict__
+    assert state["mean_"]["file"] == state["var_"]["file"] in files
+    assert len(files) == 3  # n_samples_seen_, the shared array, scale_
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = formats.load(data, "skops", "s@1 preprocess")
+    assert np.array_equal(loaded.var_, shared) and np.array_equal(loaded.mean_, shared)
+
+
+def test_bytes_in_a_model_are_named_by_order_not_by_a_random_uuid() -> None:
+    scaler = StandardScaler().fit(np.ones((3, 2)))
+    scaler.blob_ = b"\x00\x01payload"  # skops stores bytes as "<uuid4>.bin"
+    first, second = formats.dump(scaler, "skops"), formats.dump(scaler, "skops")
+    assert first == second
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        assert "file-1.bin" in archive.namelist()
+    assert formats.load(first, "skops", "s@1 preprocess").blob_ == b"\x00\x01payload"
