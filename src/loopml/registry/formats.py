@@ -94,7 +94,7 @@ def skops_bytes(obj: Any) -> bytes:
 
         return canonical_skops(bytes(skops.io.dumps(obj)))
     files = _Files()
-    context = SaveContext(zip_file=files)  # type: ignore[arg-type]  # it only writes
+    context = SaveContext(zip_file=files)  # it only calls writestr and namelist
     state = get_state(obj, context)
     context.clear_memo()
     state["protocol"] = context.protocol
