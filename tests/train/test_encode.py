@@ -45,3 +45,15 @@ def test_the_arrow_encoding_equals_the_transformer_and_is_row_major() -> None:
     # Unknown categories are -1 for the ordinal column; missing text is a category.
     assert (test[:, -1] == -1).sum() == (sizes[test_rows] == "xl").sum() > 0
     assert "__missing__" in categories["color"]
+
+
+def test_training_joins_a_tables_pieces_once_keeping_its_rows() -> None:
+    from loopml.train.training import _one_chunk
+
+    pieces = pa.Table.from_batches(
+        [pa.record_batch({"a": [1, 2], "b": ["x", None]}), pa.record_batch({"a": [3], "b": ["z"]})]
+    )
+    assert pieces.column("a").num_chunks == 2
+    joined = _one_chunk(pieces)
+    assert all(joined.column(c).num_chunks == 1 for c in joined.column_names)
+    assert joined.equals(pieces)

@@ -211,7 +211,7 @@ def _train(
     flavor = trainers.flavor_of(settings["model"])
     with ctx.read() as conn:
         version = resolve(conn, settings["data"])
-    table = DataAPI(ctx).read(version)
+    table = _one_chunk(DataAPI(ctx).read(version))
     data = inputs.load(version, table, settings["target"], settings["task"], settings["seed"])
     run.add_input(
         version.ref,
@@ -390,6 +390,23 @@ def _train(
         meta=meta,
     )
     return registered, search
+
+
+def _one_chunk(table: Any) -> Any:
+    """``table`` with each column in one piece.
+
+    Arrow's ``take`` joins a column's pieces before it picks rows, each time: 5 ms for
+    a thousand rows of a 200k-row table read from two row groups, against 0.4 ms once
+    joined. Training takes rows several times (samples, the profile), and joining once
+    costs about as much as one such take. A column too big to join (over 2 GiB of
+    text) stays in pieces.
+    """
+    import pyarrow as pa
+
+    try:
+        return table.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):
+        return table
 
 
 def _preprocess(
