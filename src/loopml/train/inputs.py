@@ -160,10 +160,9 @@ def _split(table: Any, raw: Any, task: str, seed: int) -> tuple[Any, Any, Any, d
     if task in {"binary", "multiclass"} and raw is not None:
         labels = raw.astype(str) if raw.dtype == object else raw
         _values, per_class = np.unique(labels, return_counts=True)
-        if per_class.min() >= 2:
+        # Each class needs two rows, and the holdout a row of each class.
+        if per_class.min() >= 2 and math.ceil(rows * HOLDOUT) >= len(per_class):
             stratify = labels
-    if stratify is not None and math.ceil(rows * HOLDOUT) < len(np.unique(stratify)):
-        stratify = None  # too few holdout rows to hold every class
     _, test_index = train_test_split(index, test_size=HOLDOUT, random_state=seed, stratify=stratify)
     test = np.zeros(rows, dtype=bool)
     test[test_index] = True
