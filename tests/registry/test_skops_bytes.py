@@ -96,3 +96,21 @@ def test_bytes_in_a_model_are_named_by_order_not_by_a_random_uuid() -> None:
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert "file-1.bin" in archive.namelist()
     assert formats.load(first, "skops", "s@1 preprocess").blob_ == b"\x00\x01payload"
+
+
+def test_a_skops_whose_internals_changed_takes_the_public_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import skops.io._utils
+
+    calls = []
+
+    def changed(**kwargs: object) -> None:
+        calls.append(kwargs)
+        raise TypeError("SaveContext() got an unexpected keyword argument 'zip_file'")
+
+    model = _models()[1]
+    expected = formats.skops_bytes(model)
+    monkeypatch.setattr(skops.io._utils, "SaveContext", changed)
+    assert formats.skops_bytes(model) == expected
+    assert len(calls) == 1  # the direct route was tried, and gave way
