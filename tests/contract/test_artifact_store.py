@@ -267,6 +267,33 @@ def test_local_path_verifies_the_checksum(
         reader.local_path(stored.sha256)
 
 
+def test_reading_gives_the_bytes_and_its_check_refuses_damage(
+    store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore]
+) -> None:
+    sound = store.put_bytes(b"a,b\n" + b"1,2\n" * 400)
+    damaged = store.put_bytes(b"tx_id,amount\n" + b"3,30.0\n" * 500)
+    raw.write(_object_key(damaged.sha256), b"tampered" * 10)
+    reader = open_store()  # another process: nothing verified yet
+    paths, check = reader.reading([sound.sha256])
+    assert paths[0].read_bytes() == b"a,b\n" + b"1,2\n" * 400
+    check()
+    # Whether the check comes before the read or after it, a damaged object is refused
+    # before its bytes are trusted, and again on the next try.
+    for _ in range(2):
+        with pytest.raises(IntegrityError, match=damaged.sha256[:12]):
+            _paths, check = reader.reading([sound.sha256, damaged.sha256])
+            check()
+
+
+def test_reading_a_missing_object_is_not_found(
+    store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore]
+) -> None:
+    stored = store.put_bytes(b"about to vanish, too")
+    raw.remove(_object_key(stored.sha256))
+    with pytest.raises(NotFound):
+        open_store().reading([stored.sha256])
+
+
 def test_local_path_detects_a_missing_object(
     store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore]
 ) -> None:

@@ -74,10 +74,22 @@ class DataAPI:
         return pq.read_schema(self.files(ref)[0])
 
     def read(self, ref: str | DatasetVersion, columns: list[str] | None = None) -> pa.Table:
-        """Read a whole version into memory as an Arrow table."""
+        """Read a whole version into memory as an Arrow table.
+
+        Raises:
+            IntegrityError: a file's bytes do not match its hash (verified as it is read).
+        """
         import pyarrow.parquet as pq
 
-        return pq.ParquetDataset(self.files(ref)).read(columns=columns)
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        paths, check = self._ctx.artifacts.reading([f.sha256 for f in version.files])
+        try:
+            table = pq.ParquetDataset([str(p) for p in paths]).read(columns=columns)
+        except Exception:
+            check()  # a damaged file is reported as damaged, not as a parse error
+            raise
+        check()
+        return table
 
     def quarantine(self, ref: str | DatasetVersion) -> pa.Table:
         """A version's quarantined rows (file, row, reason, detail, record)."""

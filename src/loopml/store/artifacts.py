@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -112,6 +112,19 @@ class ArtifactStore(ABC):
     @abstractmethod
     def remove_staging(self, name: str) -> None:
         """Remove one staging entry."""
+
+    def reading(self, hashes: Sequence[str]) -> tuple[list[Path], Callable[[], None]]:
+        """Local paths to read objects from now, and a check to call before trusting
+        what was read from them (it raises ``IntegrityError`` for a damaged object).
+
+        Here the objects are verified (or downloaded) first and the check is a no-op;
+        a local store verifies them while the caller reads.
+
+        Raises:
+            NotFound: an object is missing.
+            IntegrityError: an object is damaged (here, or from the check).
+        """
+        return [self.local_path(sha256) for sha256 in hashes], lambda: None
 
     def verify(self, sha256: str) -> None:
         """Re-hash an object and compare it with its address.
@@ -206,6 +219,31 @@ class LocalArtifactStore(ArtifactStore):
             self.verify(sha256)
             self._verified.add(sha256)
         return self._object_path(sha256)
+
+    def reading(self, hashes: Sequence[str]) -> tuple[list[Path], Callable[[], None]]:
+        # Hashing releases the GIL: objects not yet verified in this process are hashed
+        # on threads while the caller reads them (a 36 MB Parquet file: 50 ms of hashing
+        # that would come before Arrow's read, which takes about as long).
+        paths = []
+        for sha256 in hashes:
+            if not self.exists(sha256):
+                raise NotFound(f"object {sha256[:12]} is missing from {self.url}")
+            paths.append(self._object_path(sha256))
+        unverified = [h for h in dict.fromkeys(hashes) if h not in self._verified]
+        if not unverified:
+            return paths, lambda: None
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(min(4, len(unverified)), thread_name_prefix="loopml-verify")
+        checks = [pool.submit(self.verify, sha256) for sha256 in unverified]
+        pool.shutdown(wait=False)
+
+        def check() -> None:
+            for sha256, done in zip(unverified, checks, strict=True):
+                done.result()
+                self._verified.add(sha256)
+
+        return paths, check
 
     def iter_objects(self) -> Iterator[tuple[str, float]]:
         now = time.time()
