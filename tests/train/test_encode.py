@@ -47,13 +47,16 @@ def test_the_arrow_encoding_equals_the_transformer_and_is_row_major() -> None:
     assert "__missing__" in categories["color"]
 
 
-def test_training_joins_a_tables_pieces_once_keeping_its_rows() -> None:
-    from loopml.train.training import _one_chunk
+def test_a_few_rows_are_taken_from_their_span_as_take_would() -> None:
+    from loopml.train.training import _few_rows
 
     pieces = pa.Table.from_batches(
-        [pa.record_batch({"a": [1, 2], "b": ["x", None]}), pa.record_batch({"a": [3], "b": ["z"]})]
+        [
+            pa.record_batch({"a": list(range(0, 5)), "b": list("abcde")}),
+            pa.record_batch({"a": list(range(5, 9)), "b": [None, "g", "h", "i"]}),
+        ]
     )
-    assert pieces.column("a").num_chunks == 2
-    joined = _one_chunk(pieces)
-    assert all(joined.column(c).num_chunks == 1 for c in joined.column_names)
-    assert joined.equals(pieces)
+    for rows in ([1, 3, 2], [4, 5, 7], [8], [6, 0]):
+        chosen = np.array(rows)
+        assert _few_rows(pieces, chosen).equals(pieces.take(chosen))
+    assert _few_rows(pieces, np.array([], dtype=np.int64)).num_rows == 0
