@@ -7,23 +7,30 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import loopml
 from loopml.errors import IntegrityError
 
 
-def _ingested(tmp_path: Path) -> tuple[Path, Path, pa.Table]:
+def _ingested(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, pa.Table]:
+    """A version of 2,000 rows in four parts; the path of its third part."""
+    from loopml.data import writer
+
+    monkeypatch.setattr(writer, "GROUP_ROWS", 500)
     table = pa.table({"id": list(range(2000)), "name": [f"n{i % 37}" for i in range(2000)]})
-    source = tmp_path / "rows.parquet"
-    pq.write_table(table, source)
     root = tmp_path / "ws"
     with loopml.open(root) as ws:
-        ws.ingest("rows", str(source))
-        version = ws.data.get("rows")
-        assert len(version.files) == 1
-        part = ws.data.files(version)[0]
+        version = writer.write_version(
+            ws.ctx,
+            "rows",
+            table.to_batches(max_chunksize=500),
+            table.schema,
+            source="test",
+            action="dataset.ingest",
+        )
+        assert len(version.files) == 4
+        part = ws.data.files(version)[2]
     return root, Path(part), table
 
 
@@ -32,15 +39,19 @@ def _damage(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def test_a_sound_version_reads_whole(tmp_path: Path) -> None:
-    root, _part, table = _ingested(tmp_path)
+def test_a_sound_version_reads_whole_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _part, table = _ingested(tmp_path, monkeypatch)
     with loopml.open(root) as ws:
         assert ws.data.read("rows").select(["id", "name"]).equals(table)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "one_byte_changed"])
-def test_a_damaged_part_is_refused_as_damaged(tmp_path: Path, damage: str) -> None:
-    root, part, _table = _ingested(tmp_path)
+def test_a_damaged_part_is_refused_as_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    root, part, _table = _ingested(tmp_path, monkeypatch)
     data = part.read_bytes()
     if damage == "truncated":
         _damage(part, data[: len(data) // 2])  # Arrow alone would fail to parse it

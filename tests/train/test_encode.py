@@ -45,18 +45,3 @@ def test_the_arrow_encoding_equals_the_transformer_and_is_row_major() -> None:
     # Unknown categories are -1 for the ordinal column; missing text is a category.
     assert (test[:, -1] == -1).sum() == (sizes[test_rows] == "xl").sum() > 0
     assert "__missing__" in categories["color"]
-
-
-def test_a_few_rows_are_taken_from_their_span_as_take_would() -> None:
-    from loopml.train.training import _few_rows
-
-    pieces = pa.Table.from_batches(
-        [
-            pa.record_batch({"a": list(range(0, 5)), "b": list("abcde")}),
-            pa.record_batch({"a": list(range(5, 9)), "b": [None, "g", "h", "i"]}),
-        ]
-    )
-    for rows in ([1, 3, 2], [4, 5, 7], [8], [6, 0]):
-        chosen = np.array(rows)
-        assert _few_rows(pieces, chosen).equals(pieces.take(chosen))
-    assert _few_rows(pieces, np.array([], dtype=np.int64)).num_rows == 0

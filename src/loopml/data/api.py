@@ -49,14 +49,9 @@ class DataAPI:
     def files(self, ref: str | DatasetVersion) -> list[str]:
         """Local paths of a version's Parquet files, verified against their hashes."""
         version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
-        hashes = [f.sha256 for f in version.files]
-        if len(hashes) < 2:
-            return [str(self._ctx.artifacts.local_path(sha)) for sha in hashes]
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Hashing releases the GIL: the parts of a version verify (or download) side by side.
-        with ThreadPoolExecutor(min(4, len(hashes))) as pool:
-            return [str(path) for path in pool.map(self._ctx.artifacts.local_path, hashes)]
+        paths, check = self._ctx.artifacts.reading([f.sha256 for f in version.files])
+        check()
+        return [str(path) for path in paths]
 
     def batches(
         self,
@@ -77,6 +72,7 @@ class DataAPI:
         """Read a whole version into memory as an Arrow table.
 
         Raises:
+            NotFound: the version, or one of its files, does not exist.
             IntegrityError: a file's bytes do not match its hash (verified as it is read).
         """
         import pyarrow.parquet as pq

@@ -95,13 +95,15 @@ def skops_bytes(obj: Any) -> bytes:
         from skops.io._utils import SaveContext, get_state
 
         context = SaveContext(zip_file=files)  # it only calls writestr and namelist
-    except (ImportError, TypeError):
+        state = get_state(obj, context)
+        context.clear_memo()
+        state["protocol"] = context.protocol
+        state["_skops_version"] = skops.__version__
+        return _canonical_archive(state, files)
+    except Exception:
+        # Changed internals, or an object skops cannot save: the public route then
+        # saves it, or raises skops' own error for it.
         return canonical_skops(bytes(skops.io.dumps(obj)))
-    state = get_state(obj, context)
-    context.clear_memo()
-    state["protocol"] = context.protocol
-    state["_skops_version"] = skops.__version__
-    return _canonical_archive(state, files)
 
 
 class _Files(dict[str, bytes]):

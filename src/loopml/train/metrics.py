@@ -176,7 +176,7 @@ def _binary_together(y: Any, scores: Any) -> dict[str, float] | None:
 
     Each of scikit-learn's metric functions validates and re-derives its inputs (the
     labels' classes, a sort of the scores for each curve): 75 ms for five metrics on
-    40,000 rows, against 5 ms here. The formulas are scikit-learn's (``roc_curve``,
+    40,000 rows, against 11 ms here. The formulas are scikit-learn's (``roc_curve``,
     ``precision_recall_curve``, ``log_loss``'s clipping); tests check that the values
     agree with scikit-learn's, ties and extreme probabilities included.
     """
@@ -206,7 +206,7 @@ def _binary_together(y: Any, scores: Any) -> dict[str, float] | None:
     eps = np.finfo(scores.dtype).eps
     likelihood = np.where(truth == 1, scores, 1.0 - scores)
     return {
-        "roc_auc": float(np.trapezoid(tpr, fpr)),
+        "roc_auc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2),  # trapezoids
         "average_precision": float(np.sum(np.diff(tpr) * precision)),
         "f1": 2 * hits / (2 * hits + wrong) if hits + wrong else 0.0,
         "accuracy": float(np.mean(predicted == (truth == 1))),
