@@ -28,8 +28,8 @@ The target is checked on ``overhead_outside_fit_*_paired``: what loopml spends o
 the fit minus what the hand-written script spends outside it, over the script's whole
 time. The fit is the same computation on both sides (the same matrix, parameters and
 seed; the AUCs agree), and on a shared 2-core machine its time swings by more than the
-target between back-to-back runs: fitting one 160k x 23 matrix five times in one
-process took 2.38 to 2.85 s. Total-time overheads (``overhead_*_paired``) are reported
+target between back-to-back runs: fitting one 160k x 23 matrix ten times in one
+process took 2.38 to 2.97 s. Total-time overheads (``overhead_*_paired``) are reported
 beside it; they carry that noise::
 
     .venv-bench/bin/python bench/train.py --rows 200000 --rounds 5
