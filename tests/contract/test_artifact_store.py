@@ -285,22 +285,18 @@ def test_reading_gives_the_bytes_and_its_check_refuses_damage(
             check()
 
 
-def test_reading_a_missing_object_is_not_found(
-    store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore]
-) -> None:
-    stored = store.put_bytes(b"about to vanish, too")
-    raw.remove(_object_key(stored.sha256))
-    with pytest.raises(NotFound):
-        open_store().reading([stored.sha256])
-
-
-def test_local_path_detects_a_missing_object(
-    store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore]
+@pytest.mark.parametrize("way", ["local_path", "reading"])
+def test_a_missing_object_is_not_found(
+    store: ArtifactStore, raw: Raw, open_store: Callable[[], ArtifactStore], way: str
 ) -> None:
     stored = store.put_bytes(b"about to vanish")
     raw.remove(_object_key(stored.sha256))
+    reader = open_store()
     with pytest.raises(NotFound):
-        open_store().local_path(stored.sha256)
+        if way == "local_path":
+            reader.local_path(stored.sha256)
+        else:
+            reader.reading([stored.sha256])
 
 
 def test_staging_folder_is_local_and_removed_on_exit(store: ArtifactStore) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,14 @@ class DataAPI:
 
     def files(self, ref: str | DatasetVersion) -> list[str]:
         """Local paths of a version's Parquet files, verified against their hashes."""
-        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
-        paths, check = self._ctx.artifacts.reading([f.sha256 for f in version.files])
+        paths, check = self._reading(ref)
         check()
         return [str(path) for path in paths]
+
+    def _reading(self, ref: str | DatasetVersion) -> tuple[list[Path], Callable[[], None]]:
+        """A version's file paths, and the check that they are sound (see ``reading``)."""
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        return self._ctx.artifacts.reading([f.sha256 for f in version.files])
 
     def batches(
         self,
@@ -77,8 +81,7 @@ class DataAPI:
         """
         import pyarrow.parquet as pq
 
-        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
-        paths, check = self._ctx.artifacts.reading([f.sha256 for f in version.files])
+        paths, check = self._reading(ref)
         try:
             table = pq.ParquetDataset([str(p) for p in paths]).read(columns=columns)
         except Exception:
